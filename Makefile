@@ -1,0 +1,39 @@
+# meteo_assets — every entry point a user needs. `make help` lists them.
+PYTHON   ?= python3
+VENV     := .venv
+BIN      := $(VENV)/bin
+STAMP    := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+START ?=
+END   ?=
+RANGE := $(if $(START),--start $(START)) $(if $(END),--end $(END))
+
+.PHONY: help install run demo dev test clean-data
+
+help:  ## list the commands
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
+
+$(STAMP): setup.py constraints.txt
+	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
+	@touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the project (pinned set)
+
+run: $(STAMP)  ## materialise the last 7 complete days (or START=YYYY-MM-DD END=YYYY-MM-DD) and print a summary
+	$(BIN)/python -m meteo_assets.run $(RANGE)
+
+demo: $(STAMP)  ## the same, offline: a local stand-in portal serving generated stations
+	$(BIN)/python -m meteo_assets_tests.fake_portal.demo $(RANGE)
+
+dev: $(STAMP)  ## open the Dagster UI (webserver + daemon) on http://127.0.0.1:3000
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+test: $(STAMP)  ## run the whole test suite
+	$(BIN)/pytest
+
+clean-data:  ## delete the local data (raw files, DuckDB) and the run history
+	rm -rf data $(DAGSTER_HOME)

@@ -1,0 +1,1 @@
+"""Asset factories driven by `datasets.toml`."""

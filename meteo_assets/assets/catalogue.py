@@ -1,0 +1,109 @@
+"""The `stations` asset: where each station stands, joined with what `datasets.toml` says of it."""
+
+
+import pandas as pd
+from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
+
+from meteo_assets.config import Network
+from meteo_assets.portal import PortalError
+from meteo_assets.resources import PortalResource
+
+CATALOGUE_DATASET = "stations-meteo-en-place"
+
+STATION_COLUMNS = {
+    "station": "key used by every asset and table",
+    "dataset": "portal dataset id of the live data",
+    "name": "station name",
+    "number": "station number (dataset prefix)",
+    "sensor_id": "expected sensor id in the messages",
+    "archives": "archive dataset ids, comma-separated",
+    "enabled": "materialised by the pipeline",
+    "start_date": "first day the pipeline asks the portal for",
+    "latitude": "WGS84",
+    "longitude": "WGS84",
+    "altitude_m": "metres",
+    "commune": "ville",
+    "installed": "installation date",
+    "station_type": "ISS = full station, TH = temperature/humidity only",
+    "lcz": "local climate zone",
+    "in_catalogue": "found in the portal's station catalogue",
+}
+
+
+def join_catalogue(network: Network, records: list[dict]) -> pd.DataFrame:
+    """Match catalogue rows to configured stations by `id_nom`, else by a unique `id_numero`."""
+    by_name = {str(r.get("id_nom", "")).strip(): r for r in records}
+    by_number: dict[int, list[dict]] = {}
+    for r in records:
+        try:
+            by_number.setdefault(int(float(r.get("id_numero"))), []).append(r)
+        except (TypeError, ValueError):
+            continue
+    rows = []
+    for s in network.stations:
+        same_number = by_number.get(s.number, [])
+        match = by_name.get(s.dataset) or (same_number[0] if len(same_number) == 1 else None)
+        m = match or {}
+        rows.append(
+            {
+                "station": s.key,
+                "dataset": s.dataset,
+                "name": s.name,
+                "number": s.number,
+                "sensor_id": s.sensor_id,
+                "archives": ",".join(s.archives),
+                "enabled": s.enabled,
+                "start_date": pd.Timestamp(s.start_date),
+                "latitude": _number(m.get("latitude")),
+                "longitude": _number(m.get("longitude")),
+                "altitude_m": _number(m.get("altitude")),
+                "commune": m.get("ville"),
+                "installed": m.get("installation"),
+                "station_type": m.get("type_stati"),
+                "lcz": None if m.get("lcz") is None else str(m.get("lcz")),
+                "in_catalogue": match is not None,
+            }
+        )
+    frame = pd.DataFrame(rows, columns=list(STATION_COLUMNS))
+    for text in ("commune", "installed", "station_type", "lcz"):
+        frame[text] = frame[text].astype("string")
+    return frame
+
+
+def _number(value) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def stations_asset(network: Network):
+    @asset(
+        key="stations",
+        group_name="network",
+        kinds={"duckdb", "pandas"},
+        description=(
+            "Every configured station with its position, altitude, commune and local climate zone, from the "
+            f"portal's `{CATALOGUE_DATASET}` catalogue joined with `datasets.toml`. DuckDB table `main.stations`."
+        ),
+        metadata={"dagster/column_description": MetadataValue.json(STATION_COLUMNS)},
+    )
+    def stations(context: AssetExecutionContext, portal: PortalResource) -> Output[pd.DataFrame]:
+        try:
+            records = portal.client().export_json(CATALOGUE_DATASET)
+        except PortalError as exc:
+            raise Failure(description=f"station catalogue: {exc}") from exc
+        frame = join_catalogue(network, records)
+        missing = frame.loc[~frame["in_catalogue"], "station"].tolist()
+        if missing:
+            context.log.warning(f"{len(missing)} stations not found in {CATALOGUE_DATASET}: {', '.join(missing)}")
+        return Output(
+            frame,
+            metadata={
+                "dagster/row_count": len(frame),
+                "not_in_catalogue": MetadataValue.json(missing),
+                "preview": MetadataValue.md(frame.drop(columns=["archives"]).head(60).to_markdown(index=False)),
+            },
+        )
+
+    return stations

@@ -1,0 +1,237 @@
+"""Per-station assets: `raw/<station>` → `clean/<station>` → `daily/<station>`, built from `datasets.toml`.
+
+Every asset runs a whole partition range in one run (`BackfillPolicy.single_run()`): one portal
+request per dataset per month of the range, one parse, one DELETE+INSERT per table.
+"""
+
+
+import datetime as dt
+import hashlib
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import pandas as pd
+from dagster import (
+    AssetExecutionContext,
+    AssetIn,
+    AssetKey,
+    AssetsDefinition,
+    BackfillPolicy,
+    Failure,
+    MetadataValue,
+    Output,
+    PartitionsDefinition,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from meteo_assets.config import Station
+from meteo_assets.portal import PortalError
+from meteo_assets.portal.days import join_days, split_by_day
+from meteo_assets.resources import PortalResource
+from meteo_assets.storage.duckdb_io import table_schema
+from meteo_assets.storage.raw_files import RawDays
+from meteo_assets.transform import (
+    CLEAN_COLUMNS,
+    DAILY_COLUMNS,
+    UnknownSchemaError,
+    clean_observations,
+    daily_summary,
+    parse_export,
+)
+
+MAX_REQUEST_DAYS = 31  # a long range is fetched month by month to bound memory and response size
+
+
+def run_days(context: AssetExecutionContext) -> list[dt.date]:
+    return [dt.date.fromisoformat(key) for key in context.partition_keys]
+
+
+def describe_range(days: list[dt.date]) -> str:
+    return days[0].isoformat() if len(days) == 1 else f"{days[0]}…{days[-1]}"
+
+
+def request_chunks(days: list[dt.date], size: int = MAX_REQUEST_DAYS) -> list[list[dt.date]]:
+    return [days[i : i + size] for i in range(0, len(days), size)]
+
+
+@dataclass
+class SourceStats:
+    """What one source dataset gave for the run (shown in the raw asset's metadata)."""
+
+    urls: list[str] = field(default_factory=list)
+    bytes: int = 0
+    rows: int = 0
+    schema_fields: int = 0
+    digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
+
+
+def station_assets(station: Station, partitions: PartitionsDefinition) -> list[AssetsDefinition]:
+    key = station.key
+    tags = {"station": key}
+    common = dict(partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(), tags=tags)
+
+    @asset(
+        key=AssetKey(["raw", key]),
+        group_name="raw",
+        kinds={"csv", "file"},
+        io_manager_key="raw_io_manager",
+        description=(
+            f"What the portal sent for **{station.name}** (`{station.dataset}`"
+            + (f" + {len(station.archives)} archive datasets" if station.archives else "")
+            + "), byte for byte: one folder per Paris day, one CSV per source dataset."
+        ),
+        **common,
+    )
+    def raw(context: AssetExecutionContext, portal: PortalResource) -> Output[RawDays]:
+        days = run_days(context)
+        client = portal.client()
+        fetch_days = [d for d in days if d >= station.start_date]
+        stored: dict[dt.date, dict[str, bytes]] = {d: {} for d in days}
+        stats: dict[str, SourceStats] = defaultdict(SourceStats)
+        label = f"station {key}, partition {describe_range(days)}"
+
+        def fetch(dataset: str, chunk: list[dt.date]):
+            return dataset, chunk, client.export_csv(dataset, *utc_span(chunk, partitions), context=label)
+
+        jobs = [(ds, chunk) for ds in station.datasets for chunk in request_chunks(fetch_days)]
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, portal.max_concurrent)) as pool:
+                results = list(pool.map(lambda job: fetch(*job), jobs))
+        except PortalError as exc:
+            raise Failure(description=str(exc), metadata={"url": exc.url, "http_status": exc.status or 0}) from exc
+
+        for dataset, chunk, export in results:
+            source = stats[dataset]
+            source.urls.append(export.url)
+            source.bytes += len(export.content)
+            source.digest.update(export.content)
+            lines = export.content.count(b"\n")
+            source.rows += max(lines - 1, 0)
+            source.schema_fields = max(source.schema_fields, export.content.split(b"\n", 1)[0].count(b";") + 1)
+            for day, content in split_by_day(export.content, chunk).items():
+                if dataset == station.dataset or content.count(b"\n") > 1:
+                    stored[day][dataset] = content
+
+        sources = "\n".join(
+            f"| `{ds}` | {len(s.urls)} | {s.rows:,} | {s.bytes:,} | {s.schema_fields} | `{s.digest.hexdigest()[:16]}…` |"
+            for ds, s in stats.items()
+        )
+        return Output(
+            {d.isoformat(): files for d, files in stored.items()},
+            metadata={
+                "dagster/row_count": sum(s.rows for s in stats.values()),
+                "bytes": sum(s.bytes for s in stats.values()),
+                "requests": len(jobs),
+                "schema_fields": max((s.schema_fields for s in stats.values()), default=0),
+                "sha256": MetadataValue.text(
+                    hashlib.sha256(b"".join(s.digest.digest() for s in stats.values())).hexdigest()
+                ),
+                "urls": MetadataValue.json([u for s in stats.values() for u in s.urls][:20]),
+                "sources": MetadataValue.md(
+                    "| dataset | requests | rows | bytes | fields | sha256 |\n|---|---|---|---|---|---|\n" + sources
+                    if sources
+                    else f"no request: the range is before the station's start ({station.start_date})"
+                ),
+            },
+        )
+
+    @asset(
+        key=AssetKey(["clean", key]),
+        group_name="clean",
+        kinds={"duckdb", "pandas"},
+        ins={"raw": AssetIn(key=AssetKey(["raw", key]))},
+        metadata={"partition_expr": "local_time", "dagster/column_schema": table_schema(CLEAN_COLUMNS)},
+        description=(
+            f"Observations of **{station.name}**, one row per 15-minute slot, after the data contract's "
+            "rules (rejections counted per rule; sentinels and out-of-range values nulled). DuckDB "
+            f"table `clean.{key}`."
+        ),
+        **common,
+    )
+    def clean(context: AssetExecutionContext, raw: RawDays) -> Output[pd.DataFrame]:
+        days = run_days(context)
+        label = f"station {key}, partition {describe_range(days)}"
+        parsed, malformed, schema_fields = [], 0, set()
+        for dataset in station.datasets:
+            for csv in join_days(files[dataset] for files in raw.values() if dataset in files):
+                try:
+                    export = parse_export(csv)
+                except UnknownSchemaError as exc:
+                    raise Failure(description=f"{label}, dataset {dataset}: {exc}") from exc
+                parsed.append(export.frame)
+                malformed += export.malformed_rows
+                schema_fields.add(export.schema_fields)
+        frame = pd.concat(parsed, ignore_index=True) if parsed else None
+        result = clean_observations(
+            frame if frame is not None else parse_export(b"").frame,
+            station=key,
+            sensor_id=station.sensor_id,
+            now=dt.datetime.now(dt.timezone.utc),
+            settings=station.contract,
+            window=utc_span(days, partitions),
+        )
+        rejected = sum(result.rejected.values())
+        return Output(
+            result.frame,
+            metadata={
+                "dagster/row_count": len(result.frame),
+                "rows_in": result.rows_in,
+                "rows_rejected": rejected + malformed,
+                "malformed_rows": malformed,
+                **{f"rejected_{rule}": n for rule, n in result.rejected.items()},
+                **{f"flagged_{rule}": n for rule, n in result.flagged.items()},
+                "schema_fields": MetadataValue.text(", ".join(map(str, sorted(schema_fields))) or "none"),
+            },
+        )
+
+    @asset(
+        key=AssetKey(["daily", key]),
+        group_name="daily",
+        kinds={"duckdb", "pandas"},
+        ins={
+            "clean": AssetIn(
+                key=AssetKey(["clean", key]),
+                # the Météo-France TN/TX/RR windows reach into the previous and next days
+                partition_mapping=TimeWindowPartitionMapping(
+                    start_offset=-1, end_offset=1, allow_nonexistent_upstream_partitions=True
+                ),
+            )
+        },
+        metadata={"partition_expr": "date", "dagster/column_schema": table_schema(DAILY_COLUMNS)},
+        description=(
+            f"Daily summary of **{station.name}** per Paris civil day: means/extremes with coverage, "
+            f"vector-mean wind direction, Météo-France TN/TX/RR. DuckDB table `daily.{key}`."
+        ),
+        **common,
+    )
+    def daily(context: AssetExecutionContext, clean: pd.DataFrame) -> Output[pd.DataFrame]:
+        days = run_days(context)
+        frame = daily_summary(clean, station=key, days=days, settings=station.contract)
+        complete = int((frame["coverage_temperature"] >= station.contract.min_coverage).sum())
+        return Output(
+            frame,
+            metadata={
+                "dagster/row_count": len(frame),
+                "days_complete": complete,
+                "days_empty": int((frame["slots_reported"] == 0).sum()),
+                "coverage_temperature_mean": float(frame["coverage_temperature"].mean()) if len(frame) else 0.0,
+                "preview": MetadataValue.md(preview(frame)),
+            },
+        )
+
+    return [raw, clean, daily]
+
+
+def utc_span(days: list[dt.date], partitions: PartitionsDefinition) -> tuple[dt.datetime, dt.datetime]:
+    """The UTC instants bounding consecutive Paris days (23, 24 or 25 hours each)."""
+    start = partitions.time_window_for_partition_key(days[0].isoformat()).start
+    end = partitions.time_window_for_partition_key(days[-1].isoformat()).end
+    return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+
+
+def preview(frame: pd.DataFrame, rows: int = 10) -> str:
+    columns = ["date", "slots_reported", "temperature_min_c", "temperature_mean_c", "temperature_max_c",
+               "rain_sum_mm", "tn_mf_c", "tx_mf_c", "rr_mf_mm"]
+    return frame[columns].tail(rows).to_markdown(index=False) if len(frame) else "no rows"

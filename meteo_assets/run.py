@@ -1,0 +1,146 @@
+"""`make run`: materialise a range of days for every enabled station, then print what happened.
+
+    python -m meteo_assets.run                      # the last 7 complete days
+    python -m meteo_assets.run --start 2020-10-01 --end 2020-10-31
+
+The run is recorded in the Dagster instance (DAGSTER_HOME), so it shows in `make dev` too. One
+failing station is reported with its cause and does not stop the others; the exit status is 1 if
+any station failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from zoneinfo import ZoneInfo
+
+from dagster import DagsterEventType, DagsterInstance, materialize
+
+from meteo_assets.config import ConfigError, Settings, load_network
+from meteo_assets.definitions import PIPELINE_JOB, build_definitions
+from meteo_assets.transform import REJECTION_RULES
+
+PARIS = ZoneInfo("Europe/Paris")
+
+
+@dataclass
+class StationReport:
+    downloaded: int | None = None
+    kept: int | None = None
+    rejected: dict[str, int] = field(default_factory=dict)
+    complete_days: int | None = None
+    days: int | None = None
+    failures: list[str] = field(default_factory=list)
+
+
+def default_range(today: dt.date | None = None) -> tuple[dt.date, dt.date]:
+    """The last 7 complete Paris days."""
+    today = today or dt.datetime.now(PARIS).date()
+    return today - dt.timedelta(days=7), today - dt.timedelta(days=1)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    start, end = default_range()
+    parser = argparse.ArgumentParser(prog="python -m meteo_assets.run", description=__doc__.split("\n")[0])
+    parser.add_argument("--start", type=dt.date.fromisoformat, default=start, help=f"first day (default {start})")
+    parser.add_argument("--end", type=dt.date.fromisoformat, default=end, help=f"last day, inclusive (default {end})")
+    args = parser.parse_args(argv)
+    if args.end < args.start:
+        parser.error(f"--end {args.end} is before --start {args.start}")
+    return args
+
+
+def collect(events) -> dict[str, StationReport]:
+    reports: dict[str, StationReport] = defaultdict(StationReport)
+    for event in events:
+        if event.event_type == DagsterEventType.ASSET_MATERIALIZATION:
+            materialization = event.step_materialization_data.materialization
+            path = materialization.asset_key.path
+            if len(path) != 2:
+                continue
+            layer, station = path
+            meta = {k: v.value for k, v in materialization.metadata.items()}
+            report = reports[station]
+            if layer == "raw":
+                report.downloaded = meta.get("dagster/row_count")
+            elif layer == "clean":
+                report.kept = meta.get("dagster/row_count")
+                report.rejected = {rule: meta.get(f"rejected_{rule}", 0) for rule in REJECTION_RULES}
+                report.rejected["malformed"] = meta.get("malformed_rows", 0)
+            elif layer == "daily":
+                report.complete_days = meta.get("days_complete")
+                report.days = meta.get("dagster/row_count")
+        elif event.event_type == DagsterEventType.STEP_FAILURE:
+            layer, _, station = (event.step_key or "").partition("__")
+            data = event.event_specific_data
+            cause = (data.user_failure_data.description if data.user_failure_data else None) or (
+                data.error.message.strip() if data.error else "unknown error"
+            )
+            reports[station].failures.append(f"{layer}: {cause}")
+    return reports
+
+
+def render(reports: dict[str, StationReport], stations: list[str], start: dt.date, end: dt.date) -> str:
+    header = ["station", "downloaded", "kept", "rejected (per rule)", "complete days", "status"]
+    rows = []
+    for key in stations:
+        r = reports.get(key, StationReport())
+        rejected = ", ".join(f"{rule} {n}" for rule, n in r.rejected.items() if n) or ("0" if r.rejected else "–")
+        days = f"{r.complete_days}/{r.days}" if r.days is not None else "–"
+        status = "ok" if not r.failures else "FAILED"
+        rows.append([key, _n(r.downloaded), _n(r.kept), rejected, days, status])
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [f"Stations pipeline, {start} → {end} (Europe/Paris days)", "", line(header), line(["-" * w for w in widths])]
+    out += [line(row) for row in rows]
+    failed = [(k, reports[k].failures) for k in stations if reports.get(k) and reports[k].failures]
+    if failed:
+        out += ["", f"{len(failed)} station(s) failed:"]
+        for key, failures in failed:
+            out += [f"  {key}: {failures[0]}"] + [f"    {f}" for f in failures[1:]]
+    out += ["", "complete days: days whose temperature coverage reaches min_coverage (datasets.toml)."]
+    return "\n".join(out)
+
+
+def _n(value: int | None) -> str:
+    return "–" if value is None else f"{value:,}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        network = load_network(settings.datasets_file)
+        defs = build_definitions(settings)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"portal: {settings.portal_url}\ndata:   {settings.data_dir}\n", flush=True)
+    instance = DagsterInstance.get()
+    job = defs.resolve_job_def(PIPELINE_JOB)
+    result = job.execute_in_process(
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": args.start.isoformat(),
+            "dagster/asset_partition_range_end": args.end.isoformat(),
+        },
+        raise_on_error=False,
+    )
+    catalogue = materialize(
+        [defs.resolve_assets_def("stations")], instance=instance, resources=defs.resources, raise_on_error=False
+    )
+    reports = collect(result.all_events)
+    stations = [s.key for s in network.enabled]
+    print(render(reports, stations, args.start, args.end))
+    if not catalogue.success:
+        failure = collect(catalogue.all_events).get("", StationReport()).failures
+        print(f"\nstation catalogue: FAILED ({failure[0] if failure else 'see the Dagster UI'})")
+    print(f"\nDuckDB: {settings.duckdb_path}  ·  raw files: {settings.raw_dir}  ·  run id: {result.run_id}")
+    return 0 if result.success and catalogue.success else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Where assets live: raw files on disk, clean and daily tables in DuckDB."""
