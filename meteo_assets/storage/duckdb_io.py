@@ -12,9 +12,11 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+import duckdb
 import pandas as pd
 from dagster import InputContext, OutputContext, TableColumn, TableSchema
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
+from dagster._utils.backoff import backoff
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb.io_manager import DuckDbClient
 
@@ -42,8 +44,19 @@ class TransactionalDuckDbClient(DuckDbClient):
 
     @staticmethod
     @contextmanager
-    def connect(context, table_slice) -> Iterator:
-        with DuckDbClient.connect(context, table_slice) as conn:
+    def connect(context, table_slice) -> Iterator[duckdb.DuckDBPyConnection]:
+        # Dagster's client leaves the connection (and the file lock) open when a write fails.
+        conn = backoff(
+            fn=duckdb.connect,
+            retry_on=(RuntimeError, duckdb.IOException),
+            kwargs={
+                "database": context.resource_config["database"],
+                "read_only": False,
+                "config": {"custom_user_agent": "dagster", **context.resource_config["connection_config"]},
+            },
+            max_retries=10,
+        )
+        try:
             conn.execute("SET TimeZone = 'UTC'")
             conn.execute("BEGIN TRANSACTION")
             try:
@@ -52,6 +65,8 @@ class TransactionalDuckDbClient(DuckDbClient):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+        finally:
+            conn.close()
 
     @staticmethod
     def ensure_schema_exists(context: OutputContext, table_slice: TableSlice, connection) -> None:
