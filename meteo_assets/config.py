@@ -6,7 +6,6 @@ early, with a message naming the file and line, instead of deep inside a run.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import os
 import re
@@ -24,7 +23,7 @@ STATION_KEY = re.compile(r"^st[0-9]{2}_[a-z0-9_]+$")
 
 _STATION_KEYS = {"dataset", "name", "sensor_id", "archives", "start_date", "enabled"}
 _DEFAULTS_KEYS = {"start_date"}
-_CONTRACT_KEYS = {f.name for f in dataclasses.fields(ContractSettings)}
+_CONTRACT_KEYS = set(ContractSettings.field_names())
 
 
 class ConfigError(ValueError):
@@ -182,27 +181,14 @@ def load_network(path: Path | str) -> Network:
 
 
 def _contract(base: ContractSettings, table: dict, where: _Locator) -> ContractSettings:
-    """Apply the data-contract thresholds present in a TOML table over `base`."""
-    changes = {}
-    for name in _CONTRACT_KEYS & set(table):
-        current = getattr(base, name)
-        value = table[name]
-        if isinstance(current, tuple):
-            if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) for v in value)):
-                raise ConfigError(f"{where.key(name)}: {name} must be [low, high], got {value!r}")
-            value = (float(value[0]), float(value[1]))
-        elif isinstance(current, dt.timedelta):
-            if not _is_number(value):
-                raise ConfigError(f"{where.key(name)}: {name} must be a number of minutes, got {value!r}")
-            value = dt.timedelta(minutes=value)
-        elif not _is_number(value):
-            raise ConfigError(f"{where.key(name)}: {name} must be a number, got {value!r}")
-        changes[name] = value
-    return dataclasses.replace(base, **changes)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    """Apply the data-contract thresholds present in a TOML table over `base`, one key at a time
+    so that an error names its line."""
+    for name in sorted(_CONTRACT_KEYS & set(table)):
+        try:
+            base = ContractSettings.from_mapping({name: table[name]}, base=base)
+        except ValueError as exc:
+            raise ConfigError(f"{where.key(name)}: {exc}") from exc
+    return base
 
 
 def _date(value: object, where: _Locator, name: str) -> dt.date:
