@@ -3,7 +3,7 @@ PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
-export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
 START ?=
 END   ?=
@@ -18,7 +18,6 @@ $(STAMP): setup.py constraints.txt
 	@test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
-	@mkdir -p $(DAGSTER_HOME) && touch $(DAGSTER_HOME)/dagster.yaml
 	@touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install the project (pinned set)
@@ -36,4 +35,5 @@ test: $(STAMP)  ## run the whole test suite
 	$(BIN)/pytest
 
 clean-data:  ## delete the local data (raw files, DuckDB) and the run history
-	rm -rf data $(DAGSTER_HOME)
+	rm -rf data
+	find dagster_home -mindepth 1 ! -name dagster.yaml -exec rm -rf {} +

@@ -4,11 +4,10 @@
 import pandas as pd
 from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
 
+from meteo_assets.assets.stations import DUCKDB_POOL
 from meteo_assets.config import Network
-from meteo_assets.portal import PortalError
+from meteo_assets.portal import CATALOGUE_DATASET, PortalError
 from meteo_assets.resources import PortalResource
-
-CATALOGUE_DATASET = "stations-meteo-en-place"
 
 STATION_COLUMNS = {
     "station": "key used by every asset and table",
@@ -82,6 +81,7 @@ def stations_asset(network: Network):
         key="stations",
         group_name="network",
         kinds={"duckdb", "pandas"},
+        pool=DUCKDB_POOL,
         description=(
             "Every configured station with its position, altitude, commune and local climate zone, from the "
             f"portal's `{CATALOGUE_DATASET}` catalogue joined with `datasets.toml`. DuckDB table `main.stations`."

@@ -42,6 +42,7 @@ from meteo_assets.transform import (
 )
 
 MAX_REQUEST_DAYS = 31  # a long range is fetched month by month to bound memory and response size
+DUCKDB_POOL = "duckdb_writer"  # one writer on the DuckDB file at a time, across runs (dagster_home/dagster.yaml)
 
 
 def run_days(context: AssetExecutionContext) -> list[dt.date]:
@@ -141,6 +142,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
         key=AssetKey(["clean", key]),
         group_name="clean",
         kinds={"duckdb", "pandas"},
+        pool=DUCKDB_POOL,
         ins={"raw": AssetIn(key=AssetKey(["raw", key]))},
         metadata={"partition_expr": "local_time", "dagster/column_schema": table_schema(CLEAN_COLUMNS)},
         description=(
@@ -190,6 +192,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
         key=AssetKey(["daily", key]),
         group_name="daily",
         kinds={"duckdb", "pandas"},
+        pool=DUCKDB_POOL,
         ins={
             "clean": AssetIn(
                 key=AssetKey(["clean", key]),

@@ -1,6 +1,7 @@
 """The source: the Toulouse Métropole open-data portal (Opendatasoft Explore v2.1)."""
 
 from meteo_assets.portal.client import (
+    CATALOGUE_DATASET,
     DatasetNotFound,
     Export,
     PortalClient,
@@ -9,4 +10,4 @@ from meteo_assets.portal.client import (
     window_filter,
 )
 
-__all__ = ["DatasetNotFound", "Export", "PortalClient", "PortalError", "PortalUnreachable", "window_filter"]
+__all__ = ["CATALOGUE_DATASET", "DatasetNotFound", "Export", "PortalClient", "PortalError", "PortalUnreachable", "window_filter"]

@@ -18,6 +18,7 @@ from urllib3.util.retry import Retry
 
 API_PATH = "/api/explore/v2.1"
 USER_AGENT = "meteo_assets (Toulouse weather-station pipeline)"
+CATALOGUE_DATASET = "stations-meteo-en-place"  # where each station stands: coordinates, altitude, LCZ
 
 
 class PortalError(RuntimeError):
@@ -73,7 +74,7 @@ class PortalClient:
         self.timeout = (connect_timeout, read_timeout)
         retry = Retry(
             total=retries,
-            connect=retries,
+            connect=min(retries, 3),  # an unreachable portal should be reported within seconds
             read=retries,
             status=retries,
             backoff_factor=backoff_factor,
