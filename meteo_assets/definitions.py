@@ -13,6 +13,7 @@ from meteo_assets.partitions import daily_partitions
 from meteo_assets.resources import build_resources
 
 PIPELINE_JOB = "station_pipeline"
+CATALOGUE_JOB = "station_catalogue"
 
 # single-run backfills and neighbour-day partition mappings are beta APIs this project relies on
 warnings.filterwarnings("ignore", category=BetaWarning)
@@ -31,9 +32,12 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         partitions_def=partitions,
         description="Download, clean and summarise every enabled station for a range of days.",
     )
+    catalogue = define_asset_job(
+        CATALOGUE_JOB, selection=AssetSelection.assets("stations"), description="Refresh the station catalogue."
+    )
     return Definitions(
         assets=assets,
-        jobs=[pipeline],
+        jobs=[pipeline, catalogue],
         resources=build_resources(settings),
         # One process per run: the DuckDB file admits one writer, and steps are short.
         executor=in_process_executor,

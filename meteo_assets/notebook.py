@@ -84,7 +84,8 @@ def _read(settings: Settings, fetch: Callable[[duckdb.DuckDBPyConnection], T]) -
     delay = 0.05
     while True:
         try:
-            with duckdb.connect(str(path), read_only=True, config={"TimeZone": "UTC"}) as conn:
+            with duckdb.connect(str(path), read_only=True) as conn:
+                conn.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC, whatever the machine's zone
                 return fetch(conn)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower() or time.monotonic() > deadline:

@@ -39,5 +39,5 @@ def build_resources(settings: Settings) -> dict:
     return {
         "portal": PortalResource(base_url=settings.portal_url, max_concurrent=settings.max_portal_requests),
         "raw_io_manager": RawFilesIOManager(base_dir=str(settings.raw_dir)),
-        "io_manager": MeteoDuckDBIOManager(database=str(settings.duckdb_path), schema="main"),
+        "io_manager": MeteoDuckDBIOManager(database=str(settings.duckdb_path)),
     }

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dagster import DagsterEventType, DagsterInstance, materialize
+from dagster import DagsterEventType, DagsterInstance
 
 from meteo_assets.config import ConfigError, Settings, load_network
-from meteo_assets.definitions import PIPELINE_JOB, build_definitions
+from meteo_assets.definitions import CATALOGUE_JOB, PIPELINE_JOB, build_definitions
 from meteo_assets.transform import REJECTION_RULES
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -109,6 +111,16 @@ def _n(value: int | None) -> str:
     return "–" if value is None else f"{value:,}"
 
 
+def open_instance() -> DagsterInstance:
+    """The instance of DAGSTER_HOME (so `make dev` shows the run), or a throwaway one."""
+    home = os.environ.get("DAGSTER_HOME")
+    if not home:
+        print("note: DAGSTER_HOME is not set; this run will not appear in the Dagster UI\n", file=sys.stderr)
+        return DagsterInstance.ephemeral()
+    Path(home).mkdir(parents=True, exist_ok=True)
+    return DagsterInstance.get()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -119,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"portal: {settings.portal_url}\ndata:   {settings.data_dir}\n", flush=True)
-    instance = DagsterInstance.get()
+    instance = open_instance()
     job = defs.resolve_job_def(PIPELINE_JOB)
     result = job.execute_in_process(
         instance=instance,
@@ -129,9 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         raise_on_error=False,
     )
-    catalogue = materialize(
-        [defs.resolve_assets_def("stations")], instance=instance, resources=defs.resources, raise_on_error=False
-    )
+    catalogue = defs.resolve_job_def(CATALOGUE_JOB).execute_in_process(instance=instance, raise_on_error=False)
     reports = collect(result.all_events)
     stations = [s.key for s in network.enabled]
     print(render(reports, stations, args.start, args.end))

@@ -86,7 +86,7 @@ def stations_asset(network: Network):
             "Every configured station with its position, altitude, commune and local climate zone, from the "
             f"portal's `{CATALOGUE_DATASET}` catalogue joined with `datasets.toml`. DuckDB table `main.stations`."
         ),
-        metadata={"dagster/column_description": MetadataValue.json(STATION_COLUMNS)},
+        metadata={"schema": "main", "dagster/column_description": MetadataValue.json(STATION_COLUMNS)},
     )
     def stations(context: AssetExecutionContext, portal: PortalResource) -> Output[pd.DataFrame]:
         try:
