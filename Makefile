@@ -26,7 +26,7 @@ run: $(STAMP)  ## materialise the last 7 complete days (or START=YYYY-MM-DD END=
 	$(BIN)/python -m meteo_assets.run $(RANGE)
 
 demo: $(STAMP)  ## the same, offline: a local stand-in portal serving generated stations
-	$(BIN)/python -m meteo_assets_tests.fake_portal.demo $(RANGE)
+	$(BIN)/python -m meteo_assets_tests.demo $(RANGE)
 
 dev: $(STAMP)  ## open the Dagster UI (webserver + daemon) on http://127.0.0.1:3000
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000

@@ -19,7 +19,7 @@ def _parser() -> argparse.ArgumentParser:
             "optionally, the real exports of the research data.  Stops on Ctrl-C."
         ),
         epilog="Example: python -m meteo_assets_tests.fake_portal --port 8765 --stations 5 "
-               "--start 2020-01-01 --end 2020-12-31 --research-data /work/shared/research-data",
+               "--start 2020-01-01 --end 2020-12-31 --research-data ../shared/research-data",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=8765, help="port to bind, 0 for any free one (default: %(default)s)")
