@@ -5,6 +5,9 @@ BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 
+# Debian packages the tests need, installed by `make test` when missing (scripts/ensure-system-packages)
+SYSTEM_PACKAGES :=
+
 START ?=
 END   ?=
 RANGE := $(if $(START),--start $(START)) $(if $(END),--end $(END))
@@ -32,6 +35,7 @@ dev: $(STAMP)  ## open the Dagster UI (webserver + daemon) on http://127.0.0.1:3
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 test: $(STAMP)  ## run the whole test suite
+	@scripts/ensure-system-packages $(SYSTEM_PACKAGES)
 	$(BIN)/pytest
 
 clean-data:  ## delete the local data (raw files, DuckDB) and the run history
