@@ -65,16 +65,17 @@ def collect(events) -> dict[str, StationReport]:
                 continue
             layer, station = path
             meta = {k: v.value for k, v in materialization.metadata.items()}
+            rows = meta.get("dagster/row_count", meta.get("run_row_count"))
             report = reports[station]
             if layer == "raw":
-                report.downloaded = meta.get("dagster/row_count")
+                report.downloaded = rows
             elif layer == "clean":
-                report.kept = meta.get("dagster/row_count")
+                report.kept = rows
                 report.rejected = {rule: meta.get(f"rejected_{rule}", 0) for rule in REJECTION_RULES}
                 report.rejected["malformed"] = meta.get("malformed_rows", 0)
             elif layer == "daily":
                 report.complete_days = meta.get("days_complete")
-                report.days = meta.get("dagster/row_count")
+                report.days = rows
         elif event.event_type == DagsterEventType.STEP_FAILURE:
             layer, _, station = (event.step_key or "").partition("__")
             data = event.event_specific_data
