@@ -51,11 +51,30 @@ class ContractSettings:
     direction_deg: Range = (0.0, 360.0)
     all_zero_temperature: float = -50.0
     missing_pressure_pa: int = 90000
+    # quality checks (WARN) on the clean and daily tables
+    max_rejected_share: float = 0.2  # of a day's rows
+    max_temperature_step_c: float = 8.0  # between observations at most an hour apart
+    flat_temperature_hours: float = 6.0
+    flat_humidity_hours: float = 12.0
+    spike_temperature_c: float = 10.0  # daily mean outside the recent days' range by more than this
+    spike_window_days: int = 7
+    # freshness and service
+    fresh_within_hours: float = 1.0  # today's partition updated at least this recently
+    final_by_hour: int = 6  # yesterday's partition final (materialised after midnight) by this Paris hour
+    out_of_service_hours: float = 3.0  # newest portal observation older than this: not waited for
 
     def __post_init__(self) -> None:
-        for name in ("min_coverage", "mf_min_coverage"):
+        for name in ("min_coverage", "mf_min_coverage", "max_rejected_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within [0, 1], got {getattr(self, name)}")
+        for name in ("max_temperature_step_c", "flat_temperature_hours", "flat_humidity_hours",
+                     "spike_temperature_c", "fresh_within_hours", "out_of_service_hours"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        if not (isinstance(self.spike_window_days, int) and self.spike_window_days >= 1):
+            raise ValueError(f"spike_window_days must be a whole number of days ≥ 1, got {self.spike_window_days}")
+        if not (isinstance(self.final_by_hour, int) and 0 <= self.final_by_hour <= 23):
+            raise ValueError(f"final_by_hour must be a whole hour within [0, 23], got {self.final_by_hour}")
         for name in self.range_names():
             low, high = getattr(self, name)
             if low > high:
