@@ -4,10 +4,24 @@ from meteo_assets.portal.client import (
     CATALOGUE_DATASET,
     DatasetNotFound,
     Export,
+    IncompleteResponse,
     PortalClient,
     PortalError,
+    PortalTimeout,
     PortalUnreachable,
+    RedirectRefused,
     window_filter,
 )
 
-__all__ = ["CATALOGUE_DATASET", "DatasetNotFound", "Export", "PortalClient", "PortalError", "PortalUnreachable", "window_filter"]
+__all__ = [
+    "CATALOGUE_DATASET",
+    "DatasetNotFound",
+    "Export",
+    "IncompleteResponse",
+    "PortalClient",
+    "PortalError",
+    "PortalTimeout",
+    "PortalUnreachable",
+    "RedirectRefused",
+    "window_filter",
+]

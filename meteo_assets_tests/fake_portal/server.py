@@ -45,7 +45,7 @@ API_BASE = "/api/explore/v2.1"
 Rows = Union[pd.DataFrame, Sequence[Mapping[str, str]]]
 Source = Union[StationSpec, str, PathLike, Rows]
 BOM = b"\xef\xbb\xbf"
-FAULTS = ("status", "hang", "truncate", "reset")
+FAULTS = ("status", "hang", "stall", "truncate", "reset", "cut", "redirect")
 ENDPOINTS = ("catalog", "dataset", "records", "exports")
 RESEARCH_CATALOG = "ods_catalog_search_q-meteo_2021-01.json.gz"
 
@@ -370,6 +370,7 @@ class RecordedRequest:
     method: str
     path: str
     params: dict[str, str]
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -381,6 +382,7 @@ class _Fault:
     retry_after: int | None
     seconds: float
     endpoint: str | None
+    location: str | None = None
 
     def matches(self, dataset_id: str | None, endpoint: str | None) -> bool:
         return (self.dataset_id is None or self.dataset_id == dataset_id) and self.endpoint in (None, endpoint)
@@ -576,12 +578,17 @@ class FakePortal:
         self.requests.clear()
 
     def inject(self, dataset_id: str | None, fault: str, count: int = 1, *, status: int = 503,
-               retry_after: int | None = None, seconds: float = 30.0, endpoint: str | None = None) -> None:
+               retry_after: int | None = None, seconds: float = 30.0, endpoint: str | None = None,
+               location: str | None = None) -> None:
         """Make the next ``count`` matching requests fail.
 
         ``fault``: ``status`` (answer ``status`` with a JSON error, and ``Retry-After`` if given),
-        ``hang`` (wait ``seconds`` before answering normally), ``truncate`` (announce the full
-        Content-Length, send half the body, close) or ``reset`` (drop the connection with a TCP RST).
+        ``hang`` (wait ``seconds`` before answering normally), ``stall`` (send the headers and half the
+        body, wait ``seconds``, send the rest), ``truncate`` (announce the full
+        Content-Length, send half the body, close), ``reset`` (drop the connection with a TCP RST),
+        ``cut`` (a well-framed answer whose body is cut mid-line: Content-Length matches the bytes sent)
+        or ``redirect`` (302 to the same path and query at ``location``, an origin such as
+        ``http://127.0.0.1:8001``; default: this portal itself).
         A request matches when it concerns ``dataset_id`` (None: any request) and, if ``endpoint``
         is given, hits that endpoint (``catalog``, ``dataset``, ``records`` or ``exports``).
         """
@@ -590,7 +597,7 @@ class FakePortal:
         if endpoint not in (None, *ENDPOINTS):
             raise ValueError(f"endpoint must be None or one of {ENDPOINTS}")
         with self._faults_lock:
-            self._faults.append(_Fault(dataset_id, fault, count, status, retry_after, seconds, endpoint))
+            self._faults.append(_Fault(dataset_id, fault, count, status, retry_after, seconds, endpoint, location))
 
     def clear_faults(self) -> None:
         with self._faults_lock:
@@ -777,7 +784,7 @@ def _handler_for(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             split = urlsplit(self.path)
             params = {k: v[-1] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-            portal.requests.append(RecordedRequest("GET", split.path, params))
+            portal.requests.append(RecordedRequest("GET", split.path, params, dict(self.headers.items())))
             route = _route(split.path)
             endpoint, dataset_id = (route[0], route[1]) if route else (None, None)
             fault = portal._take_fault(dataset_id, endpoint)
@@ -792,6 +799,9 @@ def _handler_for(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
                 self._send(fault.status, *_json({"error_code": code, "message": f"Injected {fault.status}"})[:2],
                            headers)
                 return
+            if fault and fault.kind == "redirect":
+                self._send(302, "text/plain", b"", {"Location": (fault.location or portal.url) + self.path})
+                return
             if fault and fault.kind == "hang":
                 portal._stopping.wait(fault.seconds)
             try:
@@ -801,10 +811,14 @@ def _handler_for(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
             except ApiError as error:
                 status, headers = error.status, {}
                 content_type, body, _ = _json({"error_code": error.code, "message": error.message})
-            self._send(status, content_type, body, headers, truncate=bool(fault and fault.kind == "truncate"))
+            if fault and fault.kind == "cut":
+                body = body[: len(body) // 2]
+                body = body[:-1] if body.endswith(b"\n") else body
+            self._send(status, content_type, body, headers, truncate=bool(fault and fault.kind == "truncate"),
+                       stall=fault.seconds if fault and fault.kind == "stall" else 0)
 
         def _send(self, status: int, content_type: str, body: bytes, headers: Mapping[str, str],
-                  truncate: bool = False) -> None:
+                  truncate: bool = False, stall: float = 0) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
@@ -815,6 +829,11 @@ def _handler_for(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(body[: len(body) // 2])
                 self.close_connection = True
                 return
+            if stall:
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                portal._stopping.wait(stall)
+                body = body[len(body) // 2:]
             view = memoryview(body)
             for i in range(0, len(view), 1 << 20):
                 self.wfile.write(view[i:i + (1 << 20)])
