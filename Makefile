@@ -4,15 +4,21 @@ VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
+# one "planned" event per asset for ranged runs, not one per day (see meteo_assets/definitions.py)
+export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
 
 # Debian packages the tests need, installed by `make test` when missing (scripts/ensure-system-packages)
 SYSTEM_PACKAGES :=
+# a PostgreSQL server for the deployment-profile test (meteo_assets_tests/test_postgres.py)
+SYSTEM_PACKAGES += postgresql
+# a headless browser for the dashboard's test (meteo_assets_tests/test_dashboard_browser.py)
+SYSTEM_PACKAGES += chromium chromium-driver
 
 START ?=
 END   ?=
 RANGE := $(if $(START),--start $(START)) $(if $(END),--end $(END))
 
-.PHONY: help install run demo dev test clean-data
+.PHONY: help install run demo dev test lint clean-data dashboard
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -34,7 +40,14 @@ demo: $(STAMP)  ## the same, offline: a local stand-in portal serving generated 
 dev: $(STAMP)  ## open the Dagster UI (webserver + daemon) on http://127.0.0.1:3000
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-test: $(STAMP)  ## run the whole test suite
+dashboard: $(STAMP)  ## rebuild the dashboard from the tables (data/dashboard/index.html), print its path, open it
+	$(BIN)/python -m meteo_assets.assets.dashboard
+
+lint: $(STAMP)  ## static checks: ruff (with flake8-bandit security rules), pinned dependencies (offline)
+	$(BIN)/ruff check .
+	$(BIN)/python scripts/check-pins
+
+test: $(STAMP) lint  ## run the static checks, then the whole test suite
 	@scripts/ensure-system-packages $(SYSTEM_PACKAGES)
 	$(BIN)/pytest
 

@@ -12,6 +12,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from meteo_assets.transform.contract import ContractSettings
 
@@ -20,6 +21,9 @@ DEFAULT_PORTAL_URL = "https://data.toulouse-metropole.fr"
 
 DATASET_ID = re.compile(r"^[0-9]{2}-station-meteo-[a-z0-9]+(?:-[a-z0-9]+)*$")
 STATION_KEY = re.compile(r"^st[0-9]{2}_[a-z0-9_]+$")
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+STORAGE_MODES = ("local", "s3")
+_TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
 
 _STATION_KEYS = {"dataset", "name", "sensor_id", "archives", "start_date", "enabled"}
 _DEFAULTS_KEYS = {"start_date"}
@@ -88,24 +92,66 @@ class Network:
 
 @dataclass(frozen=True)
 class Settings:
-    """Environment settings (all optional)."""
+    """Environment settings (all optional).
+
+    `storage` picks where the assets live: `local` (raw files and DuckDB under `data_dir`) or `s3`
+    (the raw bucket and the Parquet lake). S3 credentials are not settings: they come from the
+    standard AWS chain (environment, `AWS_PROFILE`, instance or task role) and are never kept here.
+    """
 
     portal_url: str = DEFAULT_PORTAL_URL
     datasets_file: Path = PROJECT_ROOT / "datasets.toml"
     data_dir: Path = field(default_factory=lambda: Path("data").resolve())
     max_portal_requests: int = 4
+    storage: str = "local"
+    raw_bucket: str = "meteo-raw"
+    lake_bucket: str = "meteo-lake"
+    s3_endpoint_url: str | None = None
+    s3_create_buckets: bool = False
 
     @classmethod
     def from_env(cls, env: os._Environ[str] | dict[str, str] = os.environ) -> Settings:
         concurrency = env.get("METEO_PORTAL_CONCURRENCY", "4")
         if not concurrency.isdigit() or int(concurrency) < 1:
             raise ConfigError(f"METEO_PORTAL_CONCURRENCY must be a positive integer, got {concurrency!r}")
+        portal_url = env.get("METEO_PORTAL_URL", DEFAULT_PORTAL_URL).strip().rstrip("/")
+        portal = urlsplit(portal_url)
+        if "@" in portal.netloc:  # never echo it: it would put the password in logs
+            raise ConfigError("METEO_PORTAL_URL must not carry credentials (user:password@host): "
+                              "set METEO_PORTAL_API_KEY for an API key")
+        if portal.scheme not in ("http", "https") or not portal.hostname:
+            raise ConfigError(f"METEO_PORTAL_URL must be an http(s):// URL, got {portal_url!r}")
+        storage = env.get("METEO_STORAGE", "local").strip().lower() or "local"
+        if storage not in STORAGE_MODES:
+            raise ConfigError(f"METEO_STORAGE must be one of {', '.join(STORAGE_MODES)}, got {storage!r}")
+        buckets = {name: env.get(name, default).strip() for name, default in
+                   (("METEO_RAW_BUCKET", "meteo-raw"), ("METEO_LAKE_BUCKET", "meteo-lake"))}
+        for name, bucket in buckets.items():
+            if not BUCKET_NAME.match(bucket):
+                raise ConfigError(f"{name} must be an S3 bucket name (3-63 of a-z 0-9 . -), got {bucket!r}")
+        endpoint = env.get("METEO_S3_ENDPOINT_URL", "").strip().rstrip("/") or None
+        if endpoint is not None and not re.match(r"^https?://[^/]+", endpoint):
+            raise ConfigError(f"METEO_S3_ENDPOINT_URL must be an http(s):// URL, got {endpoint!r}")
+        create = env.get("METEO_S3_CREATE_BUCKETS", "").strip().lower()
+        if create not in _TRUE | _FALSE:
+            raise ConfigError(f"METEO_S3_CREATE_BUCKETS must be 1 or 0, got {create!r}")
         return cls(
-            portal_url=env.get("METEO_PORTAL_URL", DEFAULT_PORTAL_URL).rstrip("/"),
+            portal_url=portal_url,
             datasets_file=Path(env.get("METEO_DATASETS_FILE") or PROJECT_ROOT / "datasets.toml").resolve(),
             data_dir=Path(env.get("METEO_DATA_DIR") or "data").resolve(),
             max_portal_requests=int(concurrency),
+            storage=storage,
+            raw_bucket=buckets["METEO_RAW_BUCKET"],
+            lake_bucket=buckets["METEO_LAKE_BUCKET"],
+            s3_endpoint_url=endpoint,
+            s3_create_buckets=create in _TRUE,
         )
+
+    def describe_storage(self) -> str:
+        """Where the tables and raw files of this configuration live, for messages to people."""
+        if self.storage == "s3":
+            return f"raw objects: s3://{self.raw_bucket}/  ·  lake: s3://{self.lake_bucket}/"
+        return f"DuckDB: {self.duckdb_path}  ·  raw files: {self.raw_dir}"
 
     @property
     def duckdb_path(self) -> Path:

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from dagster import DagsterEventType, DagsterInstance
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+from dagster._core.storage.runs import SqliteRunStorage
 
 from meteo_assets.config import ConfigError, Settings, load_network
-from meteo_assets.definitions import CATALOGUE_JOB, PIPELINE_JOB, build_definitions
+from meteo_assets.dashboard.site import describe_site
+from meteo_assets.assets.network import NETWORK_DAILY
+from meteo_assets.definitions import CATALOGUE_JOB, NETWORK_JOB, PIPELINE_JOB, build_definitions
 from meteo_assets.transform import REJECTION_RULES
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -80,10 +83,18 @@ def collect(events) -> dict[str, StationReport]:
             layer, _, station = (event.step_key or "").partition("__")
             data = event.event_specific_data
             cause = (data.user_failure_data.description if data.user_failure_data else None) or (
-                data.error.message.strip() if data.error else "unknown error"
+                root_cause(data.error) if data.error else "unknown error"
             )
             reports[station].failures.append(f"{layer}: {cause}")
     return reports
+
+
+def root_cause(error) -> str:
+    """The step's own exception, which Dagster wraps in "Error occurred while…" errors."""
+    while error.cause is not None and (error.cls_name or "").startswith("Dagster"):
+        error = error.cause
+    qualified, _, text = error.message.strip().partition(": ")
+    return f"{error.cls_name}: {text}" if qualified.endswith(error.cls_name or "\0") else error.message.strip()
 
 
 def render(reports: dict[str, StationReport], stations: list[str], start: dt.date, end: dt.date) -> str:
@@ -122,6 +133,39 @@ def open_instance() -> DagsterInstance:
     return DagsterInstance.get()
 
 
+def release_abandoned_runs(instance: DagsterInstance) -> list[str]:
+    """Mark failed the runs whose process is gone (`kill -9`, a reboot), and free their pool slots.
+
+    Such a run stays STARTED and keeps its `duckdb_writer` slot forever: every later run would wait
+    for it. A run is abandoned when the process that logged its last event no longer exists on this
+    machine; only a local (SQLite) instance is looked at, as its runs ran here (with a shared
+    PostgreSQL instance, runs of other machines are the daemon's run monitoring's business).
+    """
+    if not isinstance(instance.run_storage, SqliteRunStorage):
+        return []
+    notes = []
+    active = RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED, DagsterRunStatus.CANCELING])
+    for run in instance.get_runs(filters=active):
+        records = instance.get_records_for_run(run.run_id, ascending=False, limit=20).records
+        pids = [r.event_log_entry.dagster_event.pid for r in records if r.event_log_entry.dagster_event]
+        if not pids or pids[0] is None or _process_exists(pids[0]):
+            continue
+        instance.report_run_failed(run, message=f"process {pids[0]} ended without finishing this run (killed?)")
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        notes.append(f"note: run {run.run_id} of process {pids[0]} was cut off (killed?): marked failed, its slots freed")
+    return notes
+
+
+def _process_exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -131,26 +175,37 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"portal: {settings.portal_url}\ndata:   {settings.data_dir}\n", flush=True)
+    print(f"portal:  {settings.portal_url}\nstorage: {settings.describe_storage()}\n", flush=True)
     instance = open_instance()
+    for note in release_abandoned_runs(instance):
+        print(note, file=sys.stderr)
     job = defs.resolve_job_def(PIPELINE_JOB)
-    result = job.execute_in_process(
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": args.start.isoformat(),
-            "dagster/asset_partition_range_end": args.end.isoformat(),
-        },
-        raise_on_error=False,
-    )
+    range_tags = {
+        "dagster/asset_partition_range_start": args.start.isoformat(),
+        "dagster/asset_partition_range_end": args.end.isoformat(),
+    }
+    result = job.execute_in_process(instance=instance, tags=range_tags, raise_on_error=False)
     catalogue = defs.resolve_job_def(CATALOGUE_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    # then what is built on every station: the network table for the range, and the dashboard
+    network_wide = [
+        defs.resolve_job_def(NETWORK_JOB).execute_in_process(
+            instance=instance, tags=range_tags, asset_selection=[NETWORK_DAILY], raise_on_error=False
+        ),
+        defs.resolve_implicit_global_asset_job_def().execute_in_process(
+            instance=instance, asset_selection=[AssetKey("dashboard")], raise_on_error=False
+        ),
+    ]
     reports = collect(result.all_events)
     stations = [s.key for s in network.enabled]
     print(render(reports, stations, args.start, args.end))
-    if not catalogue.success:
-        failure = collect(catalogue.all_events).get("", StationReport()).failures
-        print(f"\nstation catalogue: FAILED ({failure[0] if failure else 'see the Dagster UI'})")
-    print(f"\nDuckDB: {settings.duckdb_path}  ·  raw files: {settings.raw_dir}  ·  run id: {result.run_id}")
-    return 0 if result.success and catalogue.success else 1
+    for what, run in (("station catalogue", catalogue), ("network/daily", network_wide[0]), ("dashboard", network_wide[1])):
+        if not run.success:
+            failures = [f for report in collect(run.all_events).values() for f in report.failures]
+            print(f"\n{what}: FAILED ({failures[0] if failures else 'see the Dagster UI'})")
+    print(f"\n{settings.describe_storage()}  ·  run id: {result.run_id}")
+    if dashboard := describe_site(settings.data_dir):
+        print(dashboard)
+    return 0 if all(r.success for r in (result, catalogue, *network_wide)) else 1
 
 
 if __name__ == "__main__":

@@ -5,6 +5,14 @@ from pathlib import Path
 import pytest
 
 RESEARCH_DATA = Path(__file__).resolve().parents[2] / "shared" / "research-data"
+ANOMALIES = RESEARCH_DATA / "station42_compans_cafarelli_anomalies.csv"
+DST_CHANGE = RESEARCH_DATA / "station42_compans_cafarelli_2020-10-24_26.csv"
+STATIONS = RESEARCH_DATA / "stations"
+
+requires_research_data = pytest.mark.skipif(
+    not RESEARCH_DATA.is_dir(),
+    reason=f"real portal exports not found at {RESEARCH_DATA} (../shared/research-data)",
+)
 
 
 def research_file(name: str) -> Path:

@@ -85,7 +85,8 @@ def test_overlapping_ui_backfills_run_concurrently_without_lock_failures(tmp_pat
         process = subprocess.Popen(
             [os.path.join(os.path.dirname(sys.executable), "dagster"), "dev", "-m", "meteo_assets.definitions",
              "-h", "127.0.0.1", "-p", str(port)],
-            env={**os.environ, **env.env}, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
+            # no sensors or schedule: only the two backfills write
+            env={**os.environ, **env.env, "METEO_AUTOMATION": "off"}, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:

@@ -6,7 +6,6 @@ import gzip
 import re
 import subprocess
 import sys
-import time
 from dataclasses import replace
 from datetime import datetime, timezone
 

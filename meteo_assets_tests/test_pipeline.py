@@ -1,5 +1,11 @@
-"""The pipeline end to end, through Dagster, against the stand-in portal on 127.0.0.1."""
+"""The pipeline end to end, through Dagster, against the stand-in portal on 127.0.0.1.
 
+The tests taking `storage` or `network` run once per storage mode: local files and DuckDB, then
+the raw bucket and the Parquet lake on a real S3 API (moto's server on 127.0.0.1). Tables are
+read back as a notebook would (`load_daily`/`load_clean`), so the same assertions hold in both.
+"""
+
+import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -11,13 +17,15 @@ import pytest
 from dagster import AssetKey, BackfillPolicy, DagsterInstance
 
 import meteo_assets
-from meteo_assets.config import PROJECT_ROOT, load_network
+from meteo_assets.config import PROJECT_ROOT, Settings, load_network
 from meteo_assets.definitions import PIPELINE_JOB, build_definitions
 from meteo_assets.portal import PortalClient, PortalUnreachable
+from meteo_assets.resources import build_resources
 from meteo_assets.run import main as run_main
 from meteo_assets.transform import clean_observations, daily_summary, parse_export
 from meteo_assets_tests.fake_portal import FakePortal, StationSpec, default_network, split_archives
 from meteo_assets_tests.paths import RESEARCH_DATA, research_file
+from meteo_assets_tests.s3_server import STORAGE_MODES, s3_server, storage  # noqa: F401 (fixtures)
 from meteo_assets_tests.stand_in import stand_in
 
 FIRST, LAST = dt.date(2020, 10, 22), dt.date(2020, 10, 31)
@@ -36,18 +44,43 @@ def run_range(first: dt.date, last: dt.date, selection=None):
 
 
 def table(schema: str, key: str) -> pd.DataFrame:
-    with duckdb.connect(os.environ["METEO_DATA_DIR"] + "/meteo.duckdb", read_only=True) as conn:
-        order = "date" if schema == "daily" else "observed_at"
-        return conn.execute(f'SELECT * FROM "{schema}"."{key}" ORDER BY {order}').fetchdf()
+    """A station's whole table, read as a notebook would, from the storage the settings select."""
+    load = meteo_assets.load_daily if schema == "daily" else meteo_assets.load_clean
+    return load(stations=key)
+
+
+def raw_day(station: str, day: dt.date) -> dict[str, bytes]:
+    """A stored raw station-day (dataset id → bytes), from the raw store the settings select."""
+    return build_resources(Settings.from_env())["raw_io_manager"].store().read_day(station, day)
+
+
+@contextlib.contextmanager
+def environment(values: dict[str, str]):
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in values.items():
+            patch.setenv(name, value)
+        yield
 
 
 @pytest.fixture(scope="module")
-def network(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("network")
-    with stand_in(folder, FakePortal(SPECS), SPECS) as env:
-        with env.activated():
-            result = run_range(FIRST, LAST)
-        yield env, result
+def networks(tmp_path_factory, s3_server):
+    """The same network run once per storage mode (each mode with its own identical stand-in portal)."""
+    runs = {}
+    with contextlib.ExitStack() as stack:
+        for mode in STORAGE_MODES:
+            env = stack.enter_context(stand_in(tmp_path_factory.mktemp(f"network-{mode}"), FakePortal(SPECS), SPECS))
+            settings = s3_server.storage_env() if mode == "s3" else {"METEO_STORAGE": "local"}
+            with env.activated(), environment(settings):
+                runs[mode] = (env, settings, run_range(FIRST, LAST))
+        yield runs
+
+
+@pytest.fixture(params=STORAGE_MODES)
+def network(request, networks, monkeypatch):
+    env, settings, result = networks[request.param]
+    for name, value in settings.items():
+        monkeypatch.setenv(name, value)
+    return env, result
 
 
 def expected_daily(portal: FakePortal, station, days: list[dt.date]) -> pd.DataFrame:
@@ -94,7 +127,24 @@ def compare_with_contract(env, result):
         assert got["slots_reported"].sum() == len(clean)
 
 
-def test_archives_are_unioned_with_the_live_dataset(tmp_path):
+def test_both_storage_modes_give_identical_tables(networks):
+    loaded, raw = {}, {}
+    days = [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+    for mode, (env, settings, result) in networks.items():
+        assert result.success
+        with env.activated(), environment(settings):
+            loaded[mode] = meteo_assets.load_daily(), meteo_assets.load_clean()
+            stations = load_network(env.folder / "datasets.toml").stations
+            raw[mode] = {(s.key, day): raw_day(s.key, day) for s in stations for day in days}
+    local_daily, local_clean = loaded["local"]
+    assert len(local_daily) == 4 * 10 and local_daily["slots_reported"].sum() == len(local_clean) > 3000
+    for local, s3 in zip(loaded["local"], loaded["s3"]):
+        pd.testing.assert_frame_equal(local, s3, check_exact=True)
+    assert raw["local"] == raw["s3"] and all(raw["s3"].values())
+    assert not (networks["s3"][0].folder / "data").exists()  # S3 mode writes nothing to the local disk
+
+
+def test_archives_are_unioned_with_the_live_dataset(tmp_path, storage):
     spec = StationSpec("71-station-meteo-aucamville-ecole", 71, "2020-12-20", "2021-01-10", seed=5, quirks=False)
     specs = split_archives(spec, dt.datetime(2021, 1, 1, tzinfo=dt.timezone.utc), "nohyphen")
     assert len(specs) == 2
@@ -103,20 +153,21 @@ def test_archives_are_unioned_with_the_live_dataset(tmp_path):
         daily = table("daily", "st71_aucamville_ecole")
         # 31 Dec comes from the archive, 1 Jan from both (its first hour is still 2020 in UTC), 2 Jan live
         assert daily["slots_reported"].tolist() == [96, 96, 96, 96]
-        folder = env.folder / "data" / "raw" / "st71_aucamville_ecole" / "2021"
-        assert sorted(p.name for p in (folder / "2021-01-01").iterdir()) == sorted(f"{s.dataset_id}.csv" for s in specs)
-        assert [p.name for p in (folder / "2021-01-02").iterdir()] == [f"{specs[-1].dataset_id}.csv"]
+        assert sorted(raw_day("st71_aucamville_ecole", dt.date(2021, 1, 1))) == sorted(s.dataset_id for s in specs)
+        assert list(raw_day("st71_aucamville_ecole", dt.date(2021, 1, 2))) == [specs[-1].dataset_id]
 
 
 def test_raw_layer_keeps_the_portal_bytes(network):
     env, _ = network
     station = load_network(env.folder / "datasets.toml").stations[0]
-    raw_root = env.folder / "data" / "raw" / station.key
-    stored = b"".join(
-        line
-        for path in sorted(raw_root.glob("*/*/*.csv"))
-        for line in path.read_bytes().splitlines(keepends=True)[1:]
-    )
+    days = [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
+    with env.activated():
+        stored = b"".join(
+            line
+            for day in days
+            for content in raw_day(station.key, day).values()
+            for line in content.splitlines(keepends=True)[1:]
+        )
     served = {line if line.endswith(b"\n") else line + b"\n" for ds in station.datasets for line in env.portal.lines(ds)}
     assert stored and set(stored.splitlines(keepends=True)) <= served
 
@@ -132,7 +183,7 @@ def test_rematerialising_replaces_exactly(network):
         pd.testing.assert_frame_equal(table("daily", key), before_daily)
 
 
-def test_a_station_with_no_data_gets_valid_empty_partitions(tmp_path):
+def test_a_station_with_no_data_gets_valid_empty_partitions(tmp_path, storage):
     late = StationSpec("72-station-meteo-launaguet-mairie", 72, "2020-10-27T23:00", "2020-11-05", seed=1, quirks=False)
     with stand_in(tmp_path, FakePortal([late]), [late]) as env, env.activated():
         assert run_range(dt.date(2020, 10, 24), dt.date(2020, 10, 27)).success
@@ -146,7 +197,7 @@ def test_a_station_with_no_data_gets_valid_empty_partitions(tmp_path):
         assert table("daily", "st72_launaguet_mairie")["slots_reported"].tolist() == [0, 0, 0, 0, 96, 96]
 
 
-def test_a_missing_dataset_fails_that_station_only(tmp_path, capsys):
+def test_a_missing_dataset_fails_that_station_only(tmp_path, capsys, storage):
     good = StationSpec("73-station-meteo-balma-gare", 73, "2020-10-01", "2020-11-01", seed=2)
     missing = "74-station-meteo-quint-fonsegrives-bourg"
     with stand_in(tmp_path, FakePortal([good]), [good], extra=[missing]) as env, env.activated():
@@ -160,7 +211,7 @@ def test_a_missing_dataset_fails_that_station_only(tmp_path, capsys):
     assert "2020-10-20" in out.split("station(s) failed:")[1]
 
 
-def test_an_unknown_schema_fails_with_the_missing_fields(tmp_path):
+def test_an_unknown_schema_fails_with_the_missing_fields(tmp_path, storage):
     spec = StationSpec("75-station-meteo-l-union-parc", 75, "2020-10-01", "2020-11-01", seed=4, quirks=False)
     other = StationSpec("76-station-meteo-saint-orens-lycee", 76, "2020-10-01", "2020-11-01", seed=4, quirks=False)
     portal = FakePortal([spec, other])
@@ -171,14 +222,14 @@ def test_an_unknown_schema_fails_with_the_missing_fields(tmp_path):
         result = run_range(dt.date(2020, 10, 20), dt.date(2020, 10, 21))
         assert not result.success
         failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-        assert [e.step_key for e in failures] == ["clean__st75_l_union_parc"]
+        assert [e.step_key for e in failures] == ["raw__st75_l_union_parc"]  # the blocking raw check stops it
         message = failures[0].event_specific_data.user_failure_data.description
         assert "station st75_l_union_parc" in message and "2020-10-20" in message
         assert "temperature_en_degre_c" in message and spec.dataset_id in message
         assert len(table("daily", "st76_saint_orens_lycee")) == 2
 
 
-def test_real_station_dst_day_and_its_two_hour_hole(tmp_path):
+def test_real_station_dst_day_and_its_two_hour_hole(tmp_path, storage):
     research_file("stations/42-station-meteo-toulouse-parc-compans-cafarelli.csv.gz")
     toml = '[[stations]]\ndataset = "42-station-meteo-toulouse-parc-compans-cafarelli"\n'
     with stand_in(tmp_path, FakePortal.from_research_data(RESEARCH_DATA), toml=toml) as env, env.activated():
@@ -197,15 +248,15 @@ def test_real_station_dst_day_and_its_two_hour_hole(tmp_path):
         assert len(obs) == 92 and str(obs["observed_at"].dt.tz) == "UTC"
         hole = obs["observed_at"].between(pd.Timestamp("2020-10-25 00:00", tz="UTC"), pd.Timestamp("2020-10-25 01:45", tz="UTC"))
         assert not hole.any() and (obs["observed_at"] == pd.Timestamp("2020-10-25 02:00", tz="UTC")).any()
-        # nothing keeps the file open: a writer can take it right away
-        duckdb.connect(env.env["METEO_DATA_DIR"] + "/meteo.duckdb").close()
+        if storage == "local":  # nothing keeps the file open: a writer can take it right away
+            duckdb.connect(env.env["METEO_DATA_DIR"] + "/meteo.duckdb").close()
         value = build_definitions().load_asset_value(
             AssetKey(["daily", "st42_toulouse_parc_compans_cafarelli"]), partition_key="2020-10-25"
         )
         assert value["slots_reported"].tolist() == [92]
 
 
-def test_cli_partition_range(tmp_path):
+def test_cli_partition_range(tmp_path, storage):
     spec = StationSpec("77-station-meteo-cornebarrieu-stade", 77, "2020-01-01", "2020-03-01", seed=6)
     key = "st77_cornebarrieu_stade"
     with stand_in(tmp_path, FakePortal([spec]), [spec]) as env:
@@ -225,13 +276,13 @@ def test_cli_partition_range(tmp_path):
         assert len(exports) == 1
 
 
-def test_definitions_load_for_the_whole_network():
+def test_definitions_load_for_the_whole_network(storage):
     defs = build_definitions()
     network = load_network(PROJECT_ROOT / "datasets.toml")
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     for station in network.enabled:
         assert {f"raw/{station.key}", f"clean/{station.key}", f"daily/{station.key}"} <= keys
-    assert "stations" in keys and len(keys) == 3 * len(network.enabled) + 1
+    assert {"stations", "network/daily", "dashboard"} <= keys and len(keys) == 3 * len(network.enabled) + 3
     daily = defs.resolve_assets_def(AssetKey(["daily", "st42_toulouse_parc_compans_cafarelli"]))
     assert daily.partitions_def.timezone == "Europe/Paris"
     assert daily.partitions_def.start.date() == dt.date(2019, 6, 1)

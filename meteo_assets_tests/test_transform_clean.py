@@ -7,7 +7,6 @@ import csv
 import gzip
 import io
 from datetime import date, datetime, timedelta, timezone
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -22,16 +21,9 @@ from meteo_assets.transform import (
     pandas_dtypes,
     parse_export,
 )
+from meteo_assets_tests.paths import ANOMALIES, DST_CHANGE, RESEARCH_DATA, STATIONS, requires_research_data
 
-RESEARCH_DATA = Path(__file__).resolve().parents[2] / "shared" / "research-data"
-requires_research_data = pytest.mark.skipif(
-    not RESEARCH_DATA.is_dir(),
-    reason=f"real portal exports not found at {RESEARCH_DATA} (../shared/research-data)",
-)
 
-ANOMALIES = RESEARCH_DATA / "station42_compans_cafarelli_anomalies.csv"
-DST_CHANGE = RESEARCH_DATA / "station42_compans_cafarelli_2020-10-24_26.csv"
-STATIONS = RESEARCH_DATA / "stations"
 
 NOW = datetime(2020, 11, 17, tzinfo=timezone.utc)  # just after the exports were taken
 STATION = "st42_toulouse_parc_compans_cafarelli"

@@ -9,7 +9,6 @@ import io
 import math
 from datetime import date, datetime, timedelta, timezone
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -30,15 +29,9 @@ from meteo_assets.transform import (
     round_half_away_from_zero,
     slots_expected,
 )
+from meteo_assets_tests.paths import DST_CHANGE, STATIONS, requires_research_data
 
-RESEARCH_DATA = Path(__file__).resolve().parents[2] / "shared" / "research-data"
-requires_research_data = pytest.mark.skipif(
-    not RESEARCH_DATA.is_dir(),
-    reason=f"real portal exports not found at {RESEARCH_DATA} (../shared/research-data)",
-)
 
-DST_CHANGE = RESEARCH_DATA / "station42_compans_cafarelli_2020-10-24_26.csv"
-STATIONS = RESEARCH_DATA / "stations"
 NOW = datetime(2020, 11, 17, tzinfo=timezone.utc)
 STATION = "st42_toulouse_parc_compans_cafarelli"
 SUMMER_DAY = date(2020, 7, 15)  # Paris day = 2020-07-14T22:00Z – 2020-07-15T22:00Z

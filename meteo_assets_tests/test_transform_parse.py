@@ -6,7 +6,6 @@ import csv
 import gzip
 import io
 from datetime import datetime
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -19,15 +18,9 @@ from meteo_assets.transform import (
     concat_parsed,
     parse_export,
 )
+from meteo_assets_tests.paths import ANOMALIES, DST_CHANGE, RESEARCH_DATA, requires_research_data
 
-RESEARCH_DATA = Path(__file__).resolve().parents[2] / "shared" / "research-data"
-requires_research_data = pytest.mark.skipif(
-    not RESEARCH_DATA.is_dir(),
-    reason=f"real portal exports not found at {RESEARCH_DATA} (../shared/research-data)",
-)
 
-ANOMALIES = RESEARCH_DATA / "station42_compans_cafarelli_anomalies.csv"
-DST_CHANGE = RESEARCH_DATA / "station42_compans_cafarelli_2020-10-24_26.csv"
 FONDEYRE_SAMPLE = RESEARCH_DATA / "station58_fondeyre_39cols_sample.csv"
 FONDEYRE_STATION = RESEARCH_DATA / "stations" / "58-station-meteo-toulouse-fondeyre.csv.gz"
 

@@ -8,11 +8,13 @@ request per dataset per month of the range, one parse, one DELETE+INSERT per tab
 import datetime as dt
 import hashlib
 from collections import defaultdict
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pandas as pd
 from dagster import (
+    AssetCheckResult,
     AssetExecutionContext,
     AssetIn,
     AssetKey,
@@ -26,7 +28,16 @@ from dagster import (
     asset,
 )
 
+from meteo_assets.checks import (
+    clean_check_results,
+    clean_check_specs,
+    daily_check_results,
+    daily_check_specs,
+    raw_check_results,
+    raw_check_specs,
+)
 from meteo_assets.config import Station
+from meteo_assets.dashboard.plots import daily_png, png_markdown
 from meteo_assets.portal import PortalError
 from meteo_assets.portal.days import join_days, split_by_day
 from meteo_assets.resources import PortalResource
@@ -61,7 +72,7 @@ def request_chunks(days: list[dt.date], size: int = MAX_REQUEST_DAYS) -> list[li
 class SourceStats:
     """What one source dataset gave for the run (shown in the raw asset's metadata)."""
 
-    urls: list[str] = field(default_factory=list)
+    requests: int = 0
     bytes: int = 0
     rows: int = 0
     schema_fields: int = 0
@@ -83,9 +94,10 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
             + (f" + {len(station.archives)} archive datasets" if station.archives else "")
             + "), byte for byte: one folder per Paris day, one CSV per source dataset."
         ),
+        check_specs=raw_check_specs(AssetKey(["raw", key])),
         **common,
     )
-    def raw(context: AssetExecutionContext, portal: PortalResource) -> Output[RawDays]:
+    def raw(context: AssetExecutionContext, portal: PortalResource) -> Iterator[Output[RawDays] | AssetCheckResult]:
         days = run_days(context)
         client = portal.client()
         fetch_days = [d for d in days if d >= station.start_date]
@@ -105,7 +117,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
 
         for dataset, chunk, export in results:
             source = stats[dataset]
-            source.urls.append(export.url)
+            source.requests += 1
             source.bytes += len(export.content)
             source.digest.update(export.content)
             lines = export.content.count(b"\n")
@@ -116,20 +128,21 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
                     stored[day][dataset] = content
 
         sources = "\n".join(
-            f"| `{ds}` | {len(s.urls)} | {s.rows:,} | {s.bytes:,} | {s.schema_fields} | `{s.digest.hexdigest()[:16]}…` |"
+            f"| `{ds}` | {s.requests} | {s.rows:,} | {s.bytes:,} | {s.schema_fields} | `{s.digest.hexdigest()[:16]}…` |"
             for ds, s in stats.items()
         )
-        return Output(
-            {d.isoformat(): files for d, files in stored.items()},
+        raw_days = {d.isoformat(): files for d, files in stored.items()}
+        yield Output(
+            raw_days,
             metadata={
-                "dagster/row_count": sum(s.rows for s in stats.values()),
+                **row_count_metadata(days, sum(s.rows for s in stats.values())),
                 "bytes": sum(s.bytes for s in stats.values()),
                 "requests": len(jobs),
                 "schema_fields": max((s.schema_fields for s in stats.values()), default=0),
                 "sha256": MetadataValue.text(
                     hashlib.sha256(b"".join(s.digest.digest() for s in stats.values())).hexdigest()
                 ),
-                "urls": MetadataValue.json([u for s in stats.values() for u in s.urls][:20]),
+                "first_url": MetadataValue.url(results[0][2].url) if results else MetadataValue.text("none"),
                 "sources": MetadataValue.md(
                     "| dataset | requests | rows | bytes | fields | sha256 |\n|---|---|---|---|---|---|\n" + sources
                     if sources
@@ -137,6 +150,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
                 ),
             },
         )
+        yield from raw_check_results(station, raw_days)
 
     @asset(
         key=AssetKey(["clean", key]),
@@ -150,9 +164,10 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
             "rules (rejections counted per rule; sentinels and out-of-range values nulled). DuckDB "
             f"table `clean.{key}`."
         ),
+        check_specs=clean_check_specs(AssetKey(["clean", key])),
         **common,
     )
-    def clean(context: AssetExecutionContext, raw: RawDays) -> Output[pd.DataFrame]:
+    def clean(context: AssetExecutionContext, raw: RawDays) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
         days = run_days(context)
         label = f"station {key}, partition {describe_range(days)}"
         parsed, malformed, schema_fields = [], 0, set()
@@ -175,10 +190,10 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
             window=utc_span(days, partitions),
         )
         rejected = sum(result.rejected.values())
-        return Output(
+        yield Output(
             result.frame,
             metadata={
-                "dagster/row_count": len(result.frame),
+                **row_count_metadata(days, len(result.frame)),
                 "rows_in": result.rows_in,
                 "rows_rejected": rejected + malformed,
                 "malformed_rows": malformed,
@@ -187,6 +202,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
                 "schema_fields": MetadataValue.text(", ".join(map(str, sorted(schema_fields))) or "none"),
             },
         )
+        yield from clean_check_results(station, raw, result.frame)
 
     @asset(
         key=AssetKey(["daily", key]),
@@ -207,24 +223,37 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
             f"Daily summary of **{station.name}** per Paris civil day: means/extremes with coverage, "
             f"vector-mean wind direction, Météo-France TN/TX/RR. DuckDB table `daily.{key}`."
         ),
+        check_specs=daily_check_specs(AssetKey(["daily", key])),
         **common,
     )
-    def daily(context: AssetExecutionContext, clean: pd.DataFrame) -> Output[pd.DataFrame]:
+    def daily(context: AssetExecutionContext, clean: pd.DataFrame) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
         days = run_days(context)
         frame = daily_summary(clean, station=key, days=days, settings=station.contract)
         complete = int((frame["coverage_temperature"] >= station.contract.min_coverage).sum())
-        return Output(
+        # a ranged run's metadata is copied onto every day: the plot of the run goes on its last day only
+        context.add_asset_metadata({"plot": MetadataValue.md(png_markdown(daily_png(frame, clean), "temperature and rain"))},
+                                   partition_key=days[-1].isoformat())
+        yield Output(
             frame,
             metadata={
-                "dagster/row_count": len(frame),
+                **row_count_metadata(days, len(frame)),
                 "days_complete": complete,
                 "days_empty": int((frame["slots_reported"] == 0).sum()),
                 "coverage_temperature_mean": float(frame["coverage_temperature"].mean()) if len(frame) else 0.0,
                 "preview": MetadataValue.md(preview(frame)),
             },
         )
+        yield from daily_check_results(station, frame, clean)
 
     return [raw, clean, daily]
+
+
+def row_count_metadata(days: list[dt.date], rows: int) -> dict:
+    """Dagster copies a ranged run's metadata onto every partition of the range: only a one-day run's
+    rows are that partition's row count; a range's are labelled as the whole run's."""
+    if len(days) == 1:
+        return {"dagster/row_count": rows}
+    return {"run_range": MetadataValue.text(f"{days[0]} … {days[-1]} ({len(days)} days)"), "run_row_count": rows}
 
 
 def utc_span(days: list[dt.date], partitions: PartitionsDefinition) -> tuple[dt.datetime, dt.datetime]:

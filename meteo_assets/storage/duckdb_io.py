@@ -9,25 +9,79 @@ all-null partition is an ordinary one.
 
 from __future__ import annotations
 
+import random
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 
 import duckdb
 import pandas as pd
-from dagster import InputContext, OutputContext, TableColumn, TableSchema
+from dagster import InputContext, OutputContext, TableColumn, TableSchema, TimeWindow
 from dagster._core.storage.db_io_manager import DbIOManager, DbTypeHandler, TableSlice
-from dagster._utils.backoff import backoff
+from dagster._utils.backoff import backoff, exponential_delay_generator
 from dagster_duckdb import DuckDBIOManager
 from dagster_duckdb.io_manager import DuckDbClient
 
+from meteo_assets.config import STATION_KEY
+from meteo_assets.storage.preflight import StorageUnavailable, ensure_writable
+from meteo_assets.storage.write_intent import announced_write
 from meteo_assets.transform.contract import CLEAN_COLUMNS, DAILY_COLUMNS
+from meteo_assets.transform.network import NETWORK_DAILY_COLUMNS
 
 # schema name in DuckDB → declared columns of every table in it
-DECLARED_SCHEMAS: dict[str, Mapping[str, str]] = {"clean": CLEAN_COLUMNS, "daily": DAILY_COLUMNS}
+DECLARED_SCHEMAS: dict[str, Mapping[str, str]] = {
+    "clean": CLEAN_COLUMNS,
+    "daily": DAILY_COLUMNS,
+    "network": NETWORK_DAILY_COLUMNS,
+}
+STATION_SCHEMAS = ("clean", "daily")  # one table per station, named by its key
+
+
+SQL_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")  # schema and table names: nothing to quote, nothing to inject
+LOCK_WAIT_RETRIES = 10  # ~100 s of waiting for another process's hold on the file (0.1 s doubling, jittered)
+
+
+class DatabaseLocked(duckdb.IOException):
+    """Another process holds the DuckDB file (a run, or a notebook connection left open)."""
 
 
 def declared_columns(schema: str) -> Mapping[str, str] | None:
     return DECLARED_SCHEMAS.get(schema)
+
+
+def check_table_name(schema: str, table: str) -> None:
+    """Names come from asset keys (station keys from datasets.toml): refuse anything but plain names."""
+    if not SQL_NAME.match(schema) or not SQL_NAME.match(table):
+        raise ValueError(f"refusing DuckDB table {schema!r}.{table!r}: names must match {SQL_NAME.pattern}")
+    if schema in STATION_SCHEMAS and not STATION_KEY.match(table):
+        raise ValueError(f"refusing DuckDB table {schema}.{table}: tables of {schema} are station keys")
+
+
+def connect_for_write(database: str, config: Mapping[str, object]) -> duckdb.DuckDBPyConnection:
+    """Open the file read-write, waiting with jittered backoff while another process holds it.
+
+    Any other failure (a read-only or missing folder…) is raised at once: waiting would not help.
+    """
+
+    def attempt() -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(database, read_only=False, config=dict(config))
+        except duckdb.IOException as exc:
+            if "could not set lock" in str(exc).lower():
+                raise DatabaseLocked(str(exc)) from exc
+            raise
+
+    # jitter spreads out processes that wait for the same file; it is not a security measure
+    delays = (d * (0.5 + random.random()) for d in exponential_delay_generator())  # noqa: S311
+    return backoff(fn=attempt, retry_on=(DatabaseLocked,), max_retries=LOCK_WAIT_RETRIES, delay_generator=delays)
+
+
+def describe_slice(table_slice: TableSlice) -> str:
+    """`clean.st42_x, local_time in [2020-10-20 00:00+02:00, 2020-10-25 00:00+02:00)` for messages."""
+    windows = [f"{d.partition_expr} in [{d.partitions.start:%Y-%m-%d %H:%M%z}, {d.partitions.end:%Y-%m-%d %H:%M%z})"
+               for d in table_slice.partition_dimensions or [] if isinstance(d.partitions, TimeWindow)]
+    return ", ".join([f"{table_slice.schema}.{table_slice.table}", *windows])
 
 
 def create_table_sql(schema: str, table: str, columns: Mapping[str, str]) -> str:
@@ -46,27 +100,31 @@ class TransactionalDuckDbClient(DuckDbClient):
     @contextmanager
     def connect(context, table_slice) -> Iterator[duckdb.DuckDBPyConnection]:
         # Dagster's client leaves the connection (and the file lock) open when a write fails.
-        conn = backoff(
-            fn=duckdb.connect,
-            retry_on=(RuntimeError, duckdb.IOException),
-            kwargs={
-                "database": context.resource_config["database"],
-                "read_only": False,
-                "config": {"custom_user_agent": "dagster", **context.resource_config["connection_config"]},
-            },
-            max_retries=10,
-        )
-        try:
-            conn.execute("SET TimeZone = 'UTC'")
-            conn.execute("BEGIN TRANSACTION")
+        check_table_name(table_slice.schema, table_slice.table)
+        database = context.resource_config["database"]
+        if isinstance(context, OutputContext):
+            ensure_writable(Path(database).parent, f"{table_slice.schema}.{table_slice.table} in {database}")
+        with announced_write(database):  # readers (notebooks) keep away until the connection is closed
+            conn = connect_for_write(
+                database, {"custom_user_agent": "dagster", **context.resource_config["connection_config"]}
+            )
             try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        finally:
-            conn.close()
+                conn.execute("SET TimeZone = 'UTC'")
+                conn.execute("BEGIN TRANSACTION")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                try:
+                    conn.execute("COMMIT")
+                except duckdb.Error as exc:  # e.g. a full disk: the log cannot be written
+                    raise StorageUnavailable(
+                        f"{describe_slice(table_slice)} in {database}: the write could not be committed ({exc}); "
+                        "nothing of it was kept, the previous version is intact"
+                    ) from exc
+            finally:
+                conn.close()
 
     @staticmethod
     def ensure_schema_exists(context: OutputContext, table_slice: TableSlice, connection) -> None:
@@ -91,15 +149,15 @@ class ContractFrameHandler(DbTypeHandler[pd.DataFrame]):
         columns = declared_columns(table_slice.schema)
         connection.register("frame", obj)
         try:
+            # the names were checked by check_table_name when the connection was opened
             if columns is None:
-                connection.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM frame LIMIT 0")
-            connection.execute(f"INSERT INTO {target} BY NAME SELECT * FROM frame")
+                connection.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * FROM frame LIMIT 0")  # noqa: S608
+            connection.execute(f"INSERT INTO {target} BY NAME SELECT * FROM frame")  # noqa: S608
         finally:
             connection.unregister("frame")
-        schema = table_schema(columns) if columns else TableSchema(
-            columns=[TableColumn(name=str(n), type=str(t)) for n, t in obj.dtypes.items()]
-        )
-        return {"dagster/column_schema": schema}
+        if columns is not None:
+            return {}  # the declared schema is already on the asset definition
+        return {"dagster/column_schema": TableSchema(columns=[TableColumn(name=str(n), type=str(t)) for n, t in obj.dtypes.items()])}
 
     def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
         if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:

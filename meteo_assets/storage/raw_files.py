@@ -7,16 +7,21 @@ the new folder is written aside, then swapped in, so a crash never leaves a half
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import errno
 import os
 import shutil
+import sys
 import uuid
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Mapping, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 from dagster import ConfigurableIOManager, InputContext, OutputContext
 
 from meteo_assets.config import DATASET_ID, STATION_KEY
+from meteo_assets.storage.preflight import ensure_room
 
 DayFiles = dict[str, bytes]  # source dataset id → CSV bytes (header + that day's lines)
 RawDays = dict[str, DayFiles]  # partition key (YYYY-MM-DD) → the day's files
@@ -26,14 +31,71 @@ class MissingRawPartition(FileNotFoundError):
     pass
 
 
+def day_path(station: str, day: dt.date) -> PurePosixPath:
+    """`<station>/<YYYY>/<YYYY-MM-DD>`: where a station-day lives, on disk or in a bucket."""
+    if not STATION_KEY.match(station):
+        raise ValueError(f"invalid station key {station!r}")
+    return PurePosixPath(station, f"{day:%Y}", day.isoformat())
+
+
+def file_name(dataset: str) -> str:
+    """`<dataset>.csv`, for a valid portal dataset id only (it becomes part of a path)."""
+    if not DATASET_ID.match(dataset):
+        raise ValueError(f"invalid dataset id {dataset!r}")
+    return f"{dataset}.csv"
+
+
+def missing_partition(station: str, day: dt.date, where: str) -> MissingRawPartition:
+    return MissingRawPartition(
+        f"raw/{station} has no stored partition {day.isoformat()} (expected {where}); materialise raw first"
+    )
+
+
+def swap_in(staging: Path, target: Path) -> Path | None:
+    """Move the folder `staging` to `target`; returns where the previous version now is, to delete.
+
+    On Linux an existing folder is exchanged with the new one in one atomic step (renameat2
+    RENAME_EXCHANGE): a reader, a concurrent writer or a `kill -9` sees the old day or the new one,
+    never none. Elsewhere the old folder is renamed aside first, leaving a moment without the day.
+    """
+    try:
+        staging.rename(target)
+        return None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+            raise
+    if _exchange(staging, target):
+        return staging
+    retired = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
+    target.rename(retired)
+    staging.rename(target)
+    return retired
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform == "linux" else None
+if _renameat2 is not None:
+    _renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically exchange two paths; False when the system or file system cannot."""
+    if _renameat2 is None:
+        return False
+    if _renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
 class RawStore:
     def __init__(self, root: Path | str):
         self.root = Path(root)
 
     def day_dir(self, station: str, day: dt.date) -> Path:
-        if not STATION_KEY.match(station):
-            raise ValueError(f"invalid station key {station!r}")
-        return self.root / station / f"{day:%Y}" / day.isoformat()
+        return self.root / day_path(station, day)
 
     def write_day(self, station: str, day: dt.date, files: Mapping[str, bytes]) -> Path:
         target = self.day_dir(station, day)
@@ -42,17 +104,11 @@ class RawStore:
         staging.mkdir()
         try:
             for dataset, content in files.items():
-                if not DATASET_ID.match(dataset):
-                    raise ValueError(f"invalid dataset id {dataset!r}")
-                with open(staging / f"{dataset}.csv", "wb") as handle:
+                with open(staging / file_name(dataset), "wb") as handle:
                     handle.write(content)
                     handle.flush()
                     os.fsync(handle.fileno())
-            retired = None
-            if target.exists():
-                retired = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
-                target.rename(retired)
-            staging.rename(target)
+            retired = swap_in(staging, target)
         except BaseException:
             shutil.rmtree(staging, ignore_errors=True)
             raise
@@ -63,29 +119,59 @@ class RawStore:
     def read_day(self, station: str, day: dt.date) -> DayFiles:
         folder = self.day_dir(station, day)
         if not folder.is_dir():
-            raise MissingRawPartition(
-                f"raw/{station} has no stored partition {day.isoformat()} (expected {folder}); "
-                "materialise raw first"
-            )
+            raise missing_partition(station, day, str(folder))
         return {path.stem: path.read_bytes() for path in sorted(folder.glob("*.csv"))}
 
+    def write_days(self, station: str, days: Mapping[dt.date, Mapping[str, bytes]]) -> None:
+        for day, files in days.items():
+            self.write_day(station, day, files)
 
-class RawFilesIOManager(ConfigurableIOManager):
-    """Stores `raw/<station>` partitions as files; handles single-run partition ranges."""
+    def read_days(self, station: str, days: Sequence[dt.date]) -> dict[dt.date, DayFiles]:
+        return {day: self.read_day(station, day) for day in days}
 
-    base_dir: str
+
+class DayStore(Protocol):
+    """Where raw station-days are kept: `RawStore` (a folder) or `S3RawStore` (a bucket)."""
+
+    def write_days(self, station: str, days: Mapping[dt.date, Mapping[str, bytes]]) -> None: ...
+
+    def read_days(self, station: str, days: Sequence[dt.date]) -> dict[dt.date, DayFiles]: ...
+
+
+class RawDaysIOManager(ConfigurableIOManager):
+    """Stores `raw/<station>` partitions one station-day at a time; handles single-run partition ranges."""
+
+    def store(self) -> DayStore:
+        raise NotImplementedError
 
     def _station(self, context: OutputContext | InputContext) -> str:
         return context.asset_key.path[-1]
 
     def handle_output(self, context: OutputContext, obj: RawDays) -> None:
-        store, station = RawStore(self.base_dir), self._station(context)
+        store, station = self.store(), self._station(context)
         expected = set(context.asset_partition_keys)
         if set(obj) != expected:
             raise ValueError(f"raw/{station}: output has days {sorted(obj)[:3]}…, expected the run's {len(expected)} days")
-        for key, files in obj.items():
-            store.write_day(station, dt.date.fromisoformat(key), files)
+        store.write_days(station, {dt.date.fromisoformat(key): files for key, files in obj.items()})
 
     def load_input(self, context: InputContext) -> RawDays:
-        store, station = RawStore(self.base_dir), self._station(context)
-        return {key: store.read_day(station, dt.date.fromisoformat(key)) for key in context.asset_partition_keys}
+        store, station = self.store(), self._station(context)
+        days = store.read_days(station, [dt.date.fromisoformat(key) for key in context.asset_partition_keys])
+        return {day.isoformat(): files for day, files in days.items()}
+
+
+class RawFilesIOManager(RawDaysIOManager):
+    """Stores `raw/<station>` partitions as files under `base_dir`."""
+
+    base_dir: str
+
+    def store(self) -> RawStore:
+        return RawStore(self.base_dir)
+
+    def handle_output(self, context: OutputContext, obj: RawDays) -> None:
+        # a full or read-only disk is reported before the first day is written, not halfway through the range
+        keys = sorted(obj)
+        span = keys[0] if len(keys) == 1 else f"{keys[0]}…{keys[-1]}" if keys else "no partition"
+        sizes = [len(content) for files in obj.values() for content in files.values()]
+        ensure_room(Path(self.base_dir), sizes, f"raw/{self._station(context)}, partition {span}")
+        super().handle_output(context, obj)
