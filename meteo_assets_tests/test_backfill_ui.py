@@ -7,7 +7,6 @@ keeps their DuckDB writes one at a time, so neither fails on the file lock.
 import datetime as dt
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -20,6 +19,7 @@ import requests
 
 from meteo_assets.config import PROJECT_ROOT, load_network
 from meteo_assets_tests.fake_portal import FakePortal, StationSpec
+from meteo_assets_tests.processes import stop_process_group
 from meteo_assets_tests.stand_in import stand_in
 
 LAUNCH = """
@@ -112,11 +112,7 @@ def test_overlapping_ui_backfills_run_concurrently_without_lock_failures(tmp_pat
             runs = [r for s in statuses.values() for r in s["runs"]]
             assert runs and all(r["status"] == "SUCCESS" for r in runs), runs
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+            stop_process_group(process)
             log.close()
 
         # Dagster extends the daily target by a day on each side: their Météo-France windows read the

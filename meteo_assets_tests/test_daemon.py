@@ -8,7 +8,6 @@ the project's instance settings and the stand-in portal; the test reads the same
 import datetime as dt
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from dagster._core.instance.ref import InstanceRef
 from meteo_assets.config import PROJECT_ROOT
 from meteo_assets.sensors import NETWORK_SENSOR, NEW_DATA_SENSOR, TRIGGER_TAG
 from meteo_assets_tests.fake_portal import FakePortal, StationSpec, generate_rows
+from meteo_assets_tests.processes import stop_process_group
 from meteo_assets_tests.stand_in import stand_in
 
 SPECS = [
@@ -81,12 +81,7 @@ def test_a_sensor_tick_launches_a_run_that_materialises_new_data(tmp_path):
                 time.sleep(1)
             second = wait_for_success(instance, NEW_DATA_SENSOR, daemon, deadline, log, skip={run.run_id})
         finally:
-            os.killpg(daemon.pid, signal.SIGTERM)
-            try:
-                daemon.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(daemon.pid, signal.SIGKILL)
-                daemon.wait()
+            stop_process_group(daemon)
 
         assert set(network_run.asset_selection) >= {AssetKey(["network", "daily"])}
         assert sorted(k.to_user_string() for k in second.asset_selection) == [f"{layer}/{KEYS[0]}" for layer in ("clean", "daily", "raw")]

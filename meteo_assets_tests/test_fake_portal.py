@@ -483,4 +483,4 @@ def test_command_line_serves_a_network():
         assert CATALOGUE_DATASET_ID in listed and len(listed) >= 3
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        assert process.wait(timeout=30) == 0  # stops cleanly on SIGTERM

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import threading
 from datetime import date, timedelta
 
@@ -61,10 +62,21 @@ def main(argv: list[str] | None = None) -> None:
                     else "archive" if is_archive(dataset_id) else "live")
             print(f"  {kind:9} {dataset_id}")
         print("Ctrl-C to stop.", flush=True)
+        stop_on_sigterm()
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             print("stopped")
+
+
+def stop_on_sigterm() -> None:
+    """Stop on SIGTERM like on Ctrl-C, even when started by a process that ignores or blocks it."""
+
+    def interrupt(*_):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
 
 
 if __name__ == "__main__":
