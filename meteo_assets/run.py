@@ -26,6 +26,7 @@ from meteo_assets.config import ConfigError, Settings, load_network
 from meteo_assets.dashboard.site import describe_site
 from meteo_assets.assets.network import NETWORK_DAILY
 from meteo_assets.definitions import CATALOGUE_JOB, NETWORK_JOB, PIPELINE_JOB, build_definitions
+from meteo_assets.portal import PortalClient, PortalError, PortalUnreachable
 from meteo_assets.transform import REJECTION_RULES
 
 PARIS = ZoneInfo("Europe/Paris")
@@ -176,6 +177,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(f"portal:  {settings.portal_url}\nstorage: {settings.describe_storage()}\n", flush=True)
+    try:  # one quick request first: without a network, say so now rather than once per station
+        PortalClient(settings.portal_url, retries=1, connect_timeout=5).dataset(network.enabled[0].dataset)
+    except IndexError:
+        pass  # no enabled station: nothing to download
+    except PortalUnreachable as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except PortalError:
+        pass  # reachable: the stations will report their own errors
     instance = open_instance()
     for note in release_abandoned_runs(instance):
         print(note, file=sys.stderr)

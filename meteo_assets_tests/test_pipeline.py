@@ -293,3 +293,13 @@ def test_unreachable_portal_says_how_to_point_elsewhere():
     client = PortalClient("http://127.0.0.1:9", retries=0)
     with pytest.raises(PortalUnreachable, match="METEO_PORTAL_URL"):
         client.dataset("42-station-meteo-toulouse-parc-compans-cafarelli")
+
+
+def test_make_run_without_a_portal_says_so_at_once(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("METEO_PORTAL_URL", "http://127.0.0.1:9")
+    monkeypatch.setenv("METEO_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert run_main(["--start", "2020-10-20", "--end", "2020-10-21"]) == 1
+    err = capsys.readouterr().err
+    assert "could not reach the portal at 127.0.0.1:9" in err and "METEO_PORTAL_URL" in err
+    assert not (tmp_path / "home").exists()  # stopped before any run was recorded
