@@ -3,6 +3,7 @@ PYTHON   ?= python3
 VENV     := .venv
 BIN      := $(VENV)/bin
 STAMP    := $(VENV)/.installed
+NOTEBOOK_STAMP := $(VENV)/.notebook-installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 # one "planned" event per asset for ranged runs, not one per day (see meteo_assets/definitions.py)
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
@@ -18,7 +19,7 @@ START ?=
 END   ?=
 RANGE := $(if $(START),--start $(START)) $(if $(END),--end $(END))
 
-.PHONY: help install run demo dev test lint clean-data dashboard
+.PHONY: help install run demo dev test lint clean-data dashboard notebook
 
 help:  ## list the commands
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 14
@@ -42,6 +43,19 @@ dev: $(STAMP)  ## open the Dagster UI (webserver + daemon) on http://127.0.0.1:3
 
 dashboard: $(STAMP)  ## rebuild the dashboard from the tables (data/dashboard/index.html), print its path, open it
 	$(BIN)/python -m meteo_assets.assets.dashboard
+
+# JupyterLab is the `notebook` extra, installed on first use; the project's venv becomes the
+# notebooks' `python3` kernel (a kernel spec inside .venv, found before any user-wide one)
+$(NOTEBOOK_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[notebook]'
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (meteo_assets)"
+	@touch $(NOTEBOOK_STAMP)
+
+# kernels start in notebooks/: the settings that are paths are made absolute from here
+notebook: export METEO_DATA_DIR := $(abspath $(or $(METEO_DATA_DIR),data))
+notebook: export METEO_DATASETS_FILE := $(abspath $(or $(METEO_DATASETS_FILE),datasets.toml))
+notebook: $(NOTEBOOK_STAMP)  ## open JupyterLab on notebooks/ with the project's kernel and settings
+	$(BIN)/jupyter lab notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 lint: $(STAMP)  ## static checks: ruff (with flake8-bandit security rules), pinned dependencies (offline)
 	$(BIN)/ruff check .

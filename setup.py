@@ -32,7 +32,13 @@ setup(
             "flask-cors>=4",
             "selenium>=4.20",  # drives Debian's chromium + chromedriver in the dashboard's browser test
             "ruff>=0.17",  # `make lint`: pyflakes and flake8-bandit security rules
+            # the example notebooks run in the tests, headless (matplotlib is already a runtime dependency)
+            "nbclient>=0.10",
+            "nbformat>=5.10",
+            "ipykernel>=6.29",
         ],
+        # `make notebook`: JupyterLab, kept out of the default install
+        "notebook": ["jupyterlab>=4.2", "ipykernel>=6.29"],
         # the team deployment profile (deploy/dagster.yaml): PostgreSQL instance storage
         "deploy": ["dagster-postgres==0.29.27"],
     },
