@@ -44,6 +44,7 @@ DateLike = str | dt.date | dt.datetime | None
 StationRefs = str | int | Iterable[str | int] | None
 AssetRef = str | Sequence[str]  # "daily/st42_…", ["daily", "st42_…"], or a Dagster AssetKey
 LOCK_WAIT_SECONDS = 60.0
+LAKE_READ_ATTEMPTS = 5
 T = TypeVar("T")
 
 
@@ -63,7 +64,7 @@ def load_stations() -> pd.DataFrame:
     if settings.storage == "s3":
         from meteo_assets.storage import lake  # imported on use: it brings Dagster and pyarrow's S3 client
 
-        return lake.read_whole("stations", settings.lake_bucket, settings.s3_endpoint_url).sort_values(
+        return _from_lake(lambda: lake.read_whole("stations", settings.lake_bucket, settings.s3_endpoint_url)).sort_values(
             "station", ignore_index=True
         )
 
@@ -158,7 +159,7 @@ def _load(schema, columns, empty_frame, day_column, stations, start, end) -> pd.
     if settings.storage == "s3":
         from meteo_assets.storage import lake  # imported on use: it brings Dagster and pyarrow's S3 client
 
-        return lake.read_lake(schema, settings.lake_bucket, settings.s3_endpoint_url, keys, first, last)
+        return _from_lake(lambda: lake.read_lake(schema, settings.lake_bucket, settings.s3_endpoint_url, keys, first, last))
     where, params = _day_window(day_column, first, last)
     condition = f" WHERE {' AND '.join(where)}" if where else ""
     column_list = ", ".join(f'"{c}"' for c in columns)
@@ -197,6 +198,19 @@ def _read(settings: Settings, fetch: Callable[[duckdb.DuckDBPyConnection], T]) -
             raise TimeoutError(f"{path} has been busy with writes for over {LOCK_WAIT_SECONDS:.0f} s; try again")
         time.sleep(delay)
         delay = min(delay * 2, 0.25)  # short: a run leaves the file free between its writes
+
+
+def _from_lake(read: Callable[[], T]) -> T:
+    """Read the lake again when a file was replaced while being read: pyarrow reads a Parquet file in
+    several ranged GETs, and a writer's PUT between them makes it fail (the PUT itself is whole)."""
+    import pyarrow as pa
+
+    for attempt in range(1, LAKE_READ_ATTEMPTS):
+        try:
+            return read()
+        except (pa.ArrowInvalid, OSError):
+            time.sleep(0.1 * attempt)
+    return read()
 
 
 def _station_keys(network: Network, stations: StationRefs) -> list[str]:
