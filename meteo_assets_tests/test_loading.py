@@ -23,6 +23,7 @@ from dagster import AssetKey
 from meteo_assets import load, load_clean, load_daily, load_network_daily, load_stations, local_time
 from meteo_assets.config import PROJECT_ROOT, Settings, load_network
 from meteo_assets.resources import build_resources
+from meteo_assets.storage.write_intent import WriterBusy, announced_write, write_announced
 from meteo_assets.transform import DAILY_COLUMNS
 from meteo_assets.transform.network import NETWORK_DAILY_COLUMNS
 from meteo_assets_tests.fake_portal import FakePortal, default_network
@@ -238,6 +239,36 @@ def test_nothing_materialised_yet_says_so(tmp_path, monkeypatch):
     assert load_daily(start="2023-07-01").empty
 
 
+def test_a_writer_announces_itself_and_readers_keep_away(tmp_path):
+    database = tmp_path / "meteo.duckdb"
+    assert not write_announced(database)  # no writer ever: nothing to see, nothing created
+    assert not (tmp_path / "meteo.duckdb.write-intent").exists()
+    with announced_write(database):
+        assert write_announced(database)
+        with pytest.raises(WriterBusy, match=f"another process has been writing {database} .* is a run stuck"):
+            with announced_write(database, wait_seconds=0.2):
+                pass
+    assert not write_announced(database)
+
+
+def test_a_read_waits_for_an_announced_writer(local):
+    announced, released = threading.Event(), threading.Event()
+
+    def write() -> None:
+        with announced_write(Settings.from_env().duckdb_path):
+            announced.set()
+            time.sleep(0.5)
+            released.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    announced.wait()
+    frame = load_daily(start=FIRST, end=FIRST)
+    assert released.is_set(), "the read did not wait for the writer"
+    assert len(frame) == len(stations())
+    writer.join()
+
+
 # --- reading while another process backfills -------------------------------------------------------
 
 BACKFILL_SPECS = default_network(6, "2023-04-25", "2023-06-05", seed=6)
@@ -246,17 +277,17 @@ READER_THREADS = 2  # e.g. two notebooks' kernels, or a notebook and a dashboard
 
 
 def snapshot() -> dict[str, tuple]:
-    """What a reader sees of each station: its clean rows per Paris day and its daily days."""
+    """What a reader sees of each table: `clean/<station>` its rows per Paris day, `daily/<station>`
+    its days, `network/daily` its rows per day."""
     clean = load_clean(start=BACKFILL_FIRST, end=BACKFILL_LAST)
     daily = load_daily(start=BACKFILL_FIRST, end=BACKFILL_LAST)
-    per_day = clean.groupby(["station", clean["local_time"].dt.date]).size()
-    return {
-        key: (
-            tuple(sorted(per_day[key].items())) if key in per_day.index.get_level_values(0) else (),
-            tuple(daily.loc[daily["station"] == key, "date"].dt.date),
-        )
-        for key in sorted({s.key for s in stations()})
-    }
+    network = load_network_daily(start=BACKFILL_FIRST, end=BACKFILL_LAST)
+    per_day = clean.groupby([clean["station"], clean["local_time"].dt.date]).size()
+    state = {"network/daily": tuple(network.groupby(network["date"].dt.date).size().items())}
+    for key in sorted({s.key for s in stations()}):
+        state[f"clean/{key}"] = tuple(per_day[key].items()) if key in per_day.index.get_level_values(0) else ()
+        state[f"daily/{key}"] = tuple(daily.loc[daily["station"] == key, "date"].dt.date)
+    return state
 
 
 @pytest.mark.parametrize("mode", STORAGE_MODES)
@@ -299,27 +330,28 @@ def test_reads_in_a_loop_while_another_process_backfills(tmp_path, monkeypatch, 
     assert writer.returncode == 0 and "FAILED" not in summary, summary[-3000:]
     assert not errors, errors[:3]
     all_days = tuple(BACKFILL_FIRST + dt.timedelta(days=i) for i in range((BACKFILL_LAST - BACKFILL_FIRST).days + 1))
-    written = [key for key in after if after[key][0]]
-    assert len(written) >= 4
-    for key in written:
-        assert after[key][1] == all_days
-        assert max(dict(after[key][0])) > BACKFILL_BEFORE
-        assert dict(after[key][0]) | dict(before[key][0]) == dict(after[key][0])  # the first days: the same rows
+    stations_written = [name.partition("/")[2] for name, rows in after.items() if name.startswith("clean/") and rows]
+    assert len(stations_written) >= 4
+    for key in stations_written:
+        assert after[f"daily/{key}"] == all_days
+        clean_before, clean_after = dict(before[f"clean/{key}"]), dict(after[f"clean/{key}"])
+        assert max(clean_after) > BACKFILL_BEFORE and clean_after | clean_before == clean_after  # first days: same rows
+    assert not before["network/daily"] and [day for day, _ in after["network/daily"]] == list(all_days)
+    changed = [name for name in after if after[name] != before[name]]
+    assert len(changed) == 2 * len(stations_written) + 1
 
-    # every read saw each station's table as it was before the backfill or as the backfill left it:
-    # whole days, the whole window at once (one DuckDB transaction per table; in S3 mode one PUT per
-    # station-month, and the window lies in one month), and never going back
+    # every read saw each table as it was before the backfill or as the backfill left it: whole
+    # days, the whole window at once (one DuckDB transaction per table; in S3 mode one PUT per
+    # month file, and the window lies in one month), and never going back
     overlapping = 0
     for reads in seen:
         assert len(reads) > 5
-        progress = {}
+        progress: dict[str, int] = {}
         for state in reads:
-            stage = {}
-            for key in written:
-                for table, (old, new, now) in enumerate(zip(before[key], after[key], state[key])):
-                    assert now in (old, new), f"a read saw {'clean' if table == 0 else 'daily'}/{key} half written: {now}"
-                    stage[key, table] = int(now == new)
-                    assert stage[key, table] >= progress.get((key, table), 0), f"a read saw {key} go back"
-            progress = stage
-            overlapping += {stage[key, 0] for key in written} == {0, 1}
+            for name in changed:
+                assert state[name] in (before[name], after[name]), f"a read saw {name} half written: {state[name]}"
+                stage = int(state[name] == after[name])
+                assert stage >= progress.get(name, 0), f"a read saw {name} go back to its previous version"
+                progress[name] = stage
+            overlapping += {progress[f"clean/{key}"] for key in stations_written} == {0, 1}
     assert overlapping, "no read happened while only some stations were written: the reads did not overlap the backfill"

@@ -9,16 +9,22 @@ read-only data folder is fine) and wait while it is held. A writer then waits on
 already under way, and writers queue here rather than polling the database file.
 
 The lock is an advisory `flock`: the kernel drops it when its process ends, even by `kill -9`.
+Without `fcntl` (Windows) nothing is announced, and DuckDB's own lock and the retries on both
+sides are all there is.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
 import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 INTENT_SUFFIX = ".write-intent"
 WRITER_WAIT_SECONDS = 300.0  # another writer's transaction ends well within this
@@ -35,6 +41,9 @@ def intent_path(database: str | os.PathLike) -> str:
 @contextmanager
 def announced_write(database: str | os.PathLike, wait_seconds: float = WRITER_WAIT_SECONDS) -> Iterator[None]:
     """Hold the write intent of `database` for the block, once the writers announced before are done."""
+    if fcntl is None:
+        yield
+        return
     path = intent_path(database)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
@@ -59,6 +68,8 @@ def announced_write(database: str | os.PathLike, wait_seconds: float = WRITER_WA
 
 def write_announced(database: str | os.PathLike) -> bool:
     """Whether a writer holds, or waits for, `database` (never a writer: absence of the file is no)."""
+    if fcntl is None:
+        return False
     try:
         fd = os.open(intent_path(database), os.O_RDONLY)
     except FileNotFoundError:
