@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from meteo_assets.config import DATASET_ID
+from meteo_assets.config import DATASET_ID, PROJECT_ROOT
 from meteo_assets_tests.fake_portal import FakePortal, StationSpec
 
 
@@ -71,5 +72,7 @@ def stand_in(folder: Path, portal: FakePortal, specs: Sequence[StationSpec] = ()
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "datasets.toml").write_text(toml if toml is not None else datasets_toml(specs, extra=extra), encoding="utf-8")
     (folder / "dagster_home").mkdir(exist_ok=True)
+    # the project's instance settings, as `make run` / `make dev` use them (pools, event log storage)
+    shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", folder / "dagster_home" / "dagster.yaml")
     with portal:
         yield StandIn(portal, folder)

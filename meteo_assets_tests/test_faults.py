@@ -13,7 +13,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -419,12 +418,6 @@ def kill_when_paused(process: subprocess.Popen) -> None:
         process.stderr.close()
 
 
-def with_project_instance(env: StandIn) -> StandIn:
-    """The project's dagster.yaml (the duckdb_writer pool of 1 across runs), as `make run` has it."""
-    shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", env.folder / "dagster_home" / "dagster.yaml")
-    return env
-
-
 @pytest.fixture(scope="module")
 def warmer(tmp_path_factory):
     """A clean run of the republished data: what a rerun after the kill must give."""
@@ -435,7 +428,6 @@ def warmer(tmp_path_factory):
 
 
 def test_kill_9_mid_write_keeps_the_previous_version_and_a_rerun_is_exact(env, reference, warmer):
-    with_project_instance(env)
     assert run(env).success
     before = raw_files(env, KEY_A)
     republish_warmer(env.portal, A.dataset_id)
