@@ -28,9 +28,9 @@ from tomlkit.exceptions import TOMLKitError
 from meteo_assets.config import DATASET_ID, ConfigError, Settings, load_network
 from meteo_assets.portal import CATALOGUE_DATASET, DatasetNotFound, PortalClient, PortalError
 
-STATION_DATASET = re.compile(r"^[0-9]{2}-station-meteo-")
+STATION_DATASET = re.compile(r"^[0-9]{2,3}-station-meteo-")
 ARCHIVE_MARK = re.compile(r"-?archive")
-TITLE_PREFIX = re.compile(r"^[0-9]{2}\s+station\s+m[ée]t[ée]o\s+", re.IGNORECASE)
+TITLE_PREFIX = re.compile(r"^[0-9]{2,3}\s+station\s+m[ée]t[ée]o\s+", re.IGNORECASE)
 GONE_COMMENT = "# not in the portal catalogue on "
 
 

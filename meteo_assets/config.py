@@ -19,8 +19,8 @@ from meteo_assets.transform.contract import ContractSettings
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORTAL_URL = "https://data.toulouse-metropole.fr"
 
-DATASET_ID = re.compile(r"^[0-9]{2}-station-meteo-[a-z0-9]+(?:-[a-z0-9]+)*$")
-STATION_KEY = re.compile(r"^st[0-9]{2}_[a-z0-9_]+$")
+DATASET_ID = re.compile(r"^[0-9]{2,3}-station-meteo-[a-z0-9]+(?:-[a-z0-9]+)*$")
+STATION_KEY = re.compile(r"^st[0-9]{2,3}_[a-z0-9_]+$")
 BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 STORAGE_MODES = ("local", "s3")
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"", "0", "false", "no", "off"}
@@ -37,7 +37,7 @@ class ConfigError(ValueError):
 def station_key(dataset_id: str) -> str:
     """`42-station-meteo-toulouse-parc-compans-cafarelli` → `st42_toulouse_parc_compans_cafarelli`."""
     if not DATASET_ID.match(dataset_id):
-        raise ConfigError(f"not a station dataset id: {dataset_id!r} (expected NN-station-meteo-<place>)")
+        raise ConfigError(f"not a station dataset id: {dataset_id!r} (expected NN-station-meteo-<place>, NN the station number)")
     number, _, place = dataset_id.partition("-station-meteo-")
     return f"st{number}_{place.replace('-', '_')}"
 

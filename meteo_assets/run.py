@@ -70,6 +70,8 @@ def collect(events) -> dict[str, StationReport]:
             layer, station = path
             meta = {k: v.value for k, v in materialization.metadata.items()}
             rows = meta.get("dagster/row_count", meta.get("run_row_count"))
+            if rows is None:
+                continue  # a day of a ranged run: the run's figures are on its last day
             report = reports[station]
             if layer == "raw":
                 report.downloaded = rows

@@ -21,7 +21,7 @@ from dagster import (
     asset,
 )
 
-from meteo_assets.assets.stations import DUCKDB_POOL, row_count_metadata, run_days
+from meteo_assets.assets.stations import DUCKDB_POOL, run_days, run_metadata
 from meteo_assets.config import Network
 from meteo_assets.dashboard.plots import heat_island_png, png_markdown
 from meteo_assets.storage.duckdb_io import table_schema
@@ -57,16 +57,13 @@ def network_daily_asset(network: Network, partitions: PartitionsDefinition) -> A
         frames = [frame for frame in daily.values() if len(frame)]
         rows = pd.concat(frames, ignore_index=True) if frames else empty_daily_frame()
         frame = network_daily(rows, stations)
-        # a ranged run's metadata is copied onto every day: the run's heat map goes on its last day only
-        context.add_asset_metadata({"heat_map": MetadataValue.md(png_markdown(heat_island_png(frame), "heat-island index"))},
-                                   partition_key=context.partition_keys[-1])
         return Output(
             frame,
-            metadata={
-                **row_count_metadata(run_days(context), len(frame)),
+            metadata=run_metadata(context, run_days(context), len(frame), {
                 "station_days_with_mean": int(frame["temperature_mean_c"].notna().sum()),
                 "preview": MetadataValue.md(preview(frame)),
-            },
+                "heat_map": MetadataValue.md(png_markdown(heat_island_png(frame), "heat-island index")),
+            }),
         )
 
     return network_daily_table

@@ -134,8 +134,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
         raw_days = {d.isoformat(): files for d, files in stored.items()}
         yield Output(
             raw_days,
-            metadata={
-                **row_count_metadata(days, sum(s.rows for s in stats.values())),
+            metadata=run_metadata(context, days, sum(s.rows for s in stats.values()), {
                 "bytes": sum(s.bytes for s in stats.values()),
                 "requests": len(jobs),
                 "schema_fields": max((s.schema_fields for s in stats.values()), default=0),
@@ -148,7 +147,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
                     if sources
                     else f"no request: the range is before the station's start ({station.start_date})"
                 ),
-            },
+            }),
         )
         yield from raw_check_results(station, raw_days)
 
@@ -192,15 +191,14 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
         rejected = sum(result.rejected.values())
         yield Output(
             result.frame,
-            metadata={
-                **row_count_metadata(days, len(result.frame)),
+            metadata=run_metadata(context, days, len(result.frame), {
                 "rows_in": result.rows_in,
                 "rows_rejected": rejected + malformed,
                 "malformed_rows": malformed,
                 **{f"rejected_{rule}": n for rule, n in result.rejected.items()},
                 **{f"flagged_{rule}": n for rule, n in result.flagged.items()},
                 "schema_fields": MetadataValue.text(", ".join(map(str, sorted(schema_fields))) or "none"),
-            },
+            }),
         )
         yield from clean_check_results(station, raw, result.frame)
 
@@ -230,30 +228,29 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
         days = run_days(context)
         frame = daily_summary(clean, station=key, days=days, settings=station.contract)
         complete = int((frame["coverage_temperature"] >= station.contract.min_coverage).sum())
-        # a ranged run's metadata is copied onto every day: the plot of the run goes on its last day only
-        context.add_asset_metadata({"plot": MetadataValue.md(png_markdown(daily_png(frame, clean), "temperature and rain"))},
-                                   partition_key=days[-1].isoformat())
         yield Output(
             frame,
-            metadata={
-                **row_count_metadata(days, len(frame)),
+            metadata=run_metadata(context, days, len(frame), {
                 "days_complete": complete,
                 "days_empty": int((frame["slots_reported"] == 0).sum()),
                 "coverage_temperature_mean": float(frame["coverage_temperature"].mean()) if len(frame) else 0.0,
                 "preview": MetadataValue.md(preview(frame)),
-            },
+                "plot": MetadataValue.md(png_markdown(daily_png(frame, clean), "temperature and rain")),
+            }),
         )
         yield from daily_check_results(station, frame, clean)
 
     return [raw, clean, daily]
 
 
-def row_count_metadata(days: list[dt.date], rows: int) -> dict:
-    """Dagster copies a ranged run's metadata onto every partition of the range: only a one-day run's
-    rows are that partition's row count; a range's are labelled as the whole run's."""
+def run_metadata(context: AssetExecutionContext, days: list[dt.date], rows: int, details: dict) -> dict:
+    """The metadata of a run's Output. Dagster copies it onto every day of a ranged run (a year is
+    365 events to serialise and store), so there it only names the range; the run's figures, tables
+    and plot go on the range's last day. A one-day run's rows are that day's `dagster/row_count`."""
     if len(days) == 1:
-        return {"dagster/row_count": rows}
-    return {"run_range": MetadataValue.text(f"{days[0]} … {days[-1]} ({len(days)} days)"), "run_row_count": rows}
+        return {"dagster/row_count": rows, **details}
+    context.add_asset_metadata({"run_row_count": rows, **details}, partition_key=days[-1].isoformat())
+    return {"run_range": MetadataValue.text(f"{days[0]} … {days[-1]} ({len(days)} days)")}
 
 
 def utc_span(days: list[dt.date], partitions: PartitionsDefinition) -> tuple[dt.datetime, dt.datetime]:

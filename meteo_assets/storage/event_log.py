@@ -133,7 +133,9 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             with self.run_connection(run_id) as conn:
                 conn.execute(SqlEventLogStorageTable.insert(), [r for r in rows if r["run_id"] == run_id])
         with self.index_transaction() as conn:
-            ids = [conn.execute(SqlEventLogStorageTable.insert(), row).inserted_primary_key[0] for row in rows]
+            inserted = conn.execute(SqlEventLogStorageTable.insert().returning(SqlEventLogStorageTable.c.id,
+                                                                               sort_by_parameter_order=True), rows)
+            ids = [row.id for row in inserted]
             asset_events = [(e, i) for e, i in zip(events, ids) if e.dagster_event_type in ASSET_EVENTS]
             if asset_events:
                 self._store_asset_event_tags(conn, [e for e, _ in asset_events], [i for _, i in asset_events])

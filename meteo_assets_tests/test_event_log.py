@@ -1,0 +1,104 @@
+"""The project's event log storage (`storage/event_log.py`) and what a ranged run leaves in it.
+
+Runs go through the project's `dagster_home/dagster.yaml` (the stand-in copies it), so these are the
+records the UI and the sensors read after a backfill.
+"""
+
+import datetime as dt
+import shutil
+
+import pytest
+from dagster import AssetCheckKey, AssetKey, DagsterInstance
+from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
+from dagster._core.storage.event_log import SqliteEventLogStorage
+
+from meteo_assets.config import PROJECT_ROOT, station_key
+from meteo_assets.definitions import PIPELINE_JOB, build_definitions
+from meteo_assets.run import main as run_main
+from meteo_assets.storage.event_log import BatchingSqliteEventLogStorage
+from meteo_assets_tests.fake_portal import FakePortal, default_network
+from meteo_assets_tests.stand_in import stand_in
+
+SPECS = default_network(2, "2021-03-01", "2021-04-15", seed=5, quirks=False)
+FIRST, LAST = dt.date(2021, 3, 20), dt.date(2021, 3, 31)  # the DST change of 28 March inside
+DAYS = {(FIRST + dt.timedelta(days=i)).isoformat() for i in range((LAST - FIRST).days + 1)}
+STATION = station_key(SPECS[0].dataset_id)
+
+
+def run_range(first: dt.date, last: dt.date):
+    job = build_definitions().resolve_job_def(PIPELINE_JOB)
+    return job.execute_in_process(
+        instance=DagsterInstance.get(),
+        tags={"dagster/asset_partition_range_start": first.isoformat(), "dagster/asset_partition_range_end": last.isoformat()},
+    )
+
+
+@pytest.fixture(scope="module")
+def backfilled(tmp_path_factory):
+    with stand_in(tmp_path_factory.mktemp("event-log"), FakePortal(SPECS), SPECS) as env, env.activated():
+        result = run_range(FIRST, LAST)
+        assert result.success
+        yield DagsterInstance.get(), result.run_id
+
+
+def test_the_project_instance_uses_the_batching_storage(backfilled):
+    instance, _ = backfilled
+    assert type(instance.event_log_storage) is BatchingSqliteEventLogStorage
+
+
+@pytest.mark.parametrize("layer", ["raw", "clean", "daily"])
+def test_every_day_of_a_ranged_run_is_materialised_once(backfilled, layer):
+    instance, run_id = backfilled
+    key = AssetKey([layer, STATION])
+    assert instance.get_materialized_partitions(key) == DAYS
+    records = instance.fetch_materializations(key, limit=100).records
+    assert sorted(r.partition_key for r in records) == sorted(DAYS)
+    assert {r.run_id for r in records} == {run_id}
+    assert instance.get_latest_materialization_event(key).dagster_event.partition == LAST.isoformat()
+
+
+def test_the_run_figures_are_on_its_last_day_and_the_other_days_stay_small(backfilled):
+    instance, _ = backfilled
+    records = instance.fetch_materializations(AssetKey(["daily", STATION]), limit=100).records
+    by_day = {r.partition_key: r.asset_materialization.metadata for r in records}
+    last = by_day.pop(LAST.isoformat())
+    assert last["run_row_count"].value == len(DAYS)
+    assert {"preview", "plot", "days_complete", "run_range"} <= set(last)
+    # the other days: the range, and where the IO manager wrote it (table and query)
+    assert {day: sorted(metadata) for day, metadata in by_day.items()} == {
+        day: ["Query", "dagster/table_name", "run_range"] for day in by_day
+    }
+    assert last["run_range"].value == f"{FIRST} … {LAST} ({len(DAYS)} days)"
+
+
+def test_each_check_has_one_execution_per_run_and_none_left_planned(backfilled):
+    instance, run_id = backfilled
+    for layer, name in [("raw", "bytes_parse"), ("clean", "rejected_share"), ("daily", "coverage")]:
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            AssetCheckKey(AssetKey([layer, STATION]), name), limit=50
+        )
+        assert [(h.run_id, h.status) for h in history] == [(run_id, AssetCheckExecutionRecordStatus.SUCCEEDED)]
+        assert history[0].evaluation.passed
+
+
+def test_the_run_summary_reads_the_figures_of_a_range(tmp_path, capsys):
+    with stand_in(tmp_path, FakePortal(SPECS), SPECS) as env, env.activated():
+        assert run_main(["--start", "2021-03-27", "--end", "2021-03-29"]) == 0
+    line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith(STATION))
+    # 96 + 92 (spring forward) + 96 slots; every day complete
+    assert line.split()[1:3] == ["284", "284"] and "3/3" in line and line.endswith("ok")
+
+
+def test_an_instance_keeps_its_history_when_it_switches_to_the_project_storage(tmp_path):
+    with stand_in(tmp_path, FakePortal(SPECS), SPECS) as env, env.activated():
+        home = env.folder / "dagster_home"
+        (home / "dagster.yaml").unlink()  # Dagster's stock SQLite storage first
+        assert run_range(FIRST, FIRST).success
+        assert type(DagsterInstance.get().event_log_storage) is SqliteEventLogStorage
+        shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+        assert run_range(LAST, LAST).success
+        instance = DagsterInstance.get()
+        assert type(instance.event_log_storage) is BatchingSqliteEventLogStorage
+        key = AssetKey(["clean", STATION])
+        assert instance.get_materialized_partitions(key) == {FIRST.isoformat(), LAST.isoformat()}
+        assert len(instance.get_run_records()) == 2
