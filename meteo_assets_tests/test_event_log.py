@@ -9,13 +9,14 @@ import shutil
 
 import pytest
 from dagster import AssetCheckKey, AssetKey, DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
 
 from meteo_assets.config import PROJECT_ROOT, station_key
 from meteo_assets.definitions import PIPELINE_JOB, build_definitions
 from meteo_assets.run import main as run_main
-from meteo_assets.storage.event_log import BatchingSqliteEventLogStorage
+from meteo_assets.storage.event_log import BatchingSqliteEventLogStorage, ProjectInstance
 from meteo_assets_tests.fake_portal import FakePortal, default_network
 from meteo_assets_tests.stand_in import stand_in
 
@@ -102,3 +103,14 @@ def test_an_instance_keeps_its_history_when_it_switches_to_the_project_storage(t
         key = AssetKey(["clean", STATION])
         assert instance.get_materialized_partitions(key) == {FIRST.isoformat(), LAST.isoformat()}
         assert len(instance.get_run_records()) == 2
+
+
+def test_a_tool_opening_the_folder_reads_that_folder_whatever_dagster_home_says(backfilled, tmp_path, monkeypatch):
+    instance, run_id = backfilled
+    home = instance.root_directory
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))  # e.g. a test or a script with its own setting
+    opened = DagsterInstance.from_ref(InstanceRef.from_dir(home))
+    assert type(opened) is ProjectInstance
+    assert opened.get_materialized_partitions(AssetKey(["daily", STATION])) == DAYS
+    assert [r.dagster_run.run_id for r in opened.get_run_records()] == [run_id]
+    assert not list(tmp_path.iterdir())

@@ -16,20 +16,24 @@ This subclass keeps the schema, files and semantics and changes how they are wri
   the asset, and those rows would stay "planned" forever (a year of 20 stations: 87,600 rows of
   1.5 kB each).
 
-Configured in `dagster_home/dagster.yaml`; the PostgreSQL profile (`deploy/dagster.yaml`) does not
-need it.
+Configured in `dagster_home/dagster.yaml` through `ProjectInstance` (below); the PostgreSQL profile
+(`deploy/dagster.yaml`) does not need it.
 """
 
 from __future__ import annotations
 
 import os
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as db
-from dagster import Field, StringSource
+import yaml
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._serdes.config_class import ConfigurableClassData
 from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -62,15 +66,10 @@ def _relaxed_sync(dbapi_connection: Any, _record: Any) -> None:
 class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
     """`SqliteEventLogStorage` with kept engines and one transaction per shard per event batch."""
 
-    def __init__(self, base_dir: str | None = None, inst_data: Any = None) -> None:
+    def __init__(self, base_dir: str, inst_data: Any = None) -> None:
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._tables_present: set[str] = set()
-        # where Dagster's own SQLite storage keeps it: switching keeps an instance's history
-        super().__init__(base_dir or os.path.join(os.environ["DAGSTER_HOME"], "history", "runs"), inst_data=inst_data)
-
-    @classmethod
-    def config_type(cls) -> dict[str, Field]:
-        return {"base_dir": Field(StringSource, is_required=False)}
+        super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
     def from_config_value(cls, inst_data: Any, config_value: Any) -> BatchingSqliteEventLogStorage:
@@ -159,4 +158,43 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             "evaluation_event": serialize_value(event),
             "evaluation_event_timestamp": self._event_insert_timestamp(event),
             "evaluation_event_storage_id": event_id,
+        }
+
+
+class ProjectSqliteStorage(DagsterSqliteStorage):
+    """Dagster's SQLite storage in the instance folder (same files), with the batching event log."""
+
+    def __init__(self, base_dir: str, inst_data: Any = None) -> None:
+        super().__init__(base_dir, inst_data=inst_data)
+        self._event_log_storage = BatchingSqliteEventLogStorage(self._event_log_dir)
+
+    @property
+    def _event_log_dir(self) -> str:
+        return os.path.join(self.base_dir, "history", "runs")
+
+    @classmethod
+    def from_config_value(cls, inst_data: Any, config_value: Any) -> ProjectSqliteStorage:
+        return cls.from_local(inst_data=inst_data, **config_value)
+
+    @property
+    def event_storage_data(self) -> ConfigurableClassData:
+        return ConfigurableClassData(__name__, BatchingSqliteEventLogStorage.__name__,
+                                     yaml.dump({"base_dir": self._event_log_dir}))
+
+
+class ProjectInstance(DagsterInstance):
+    """The instance class named in `dagster_home/dagster.yaml`: Dagster's defaults, except that its
+    SQLite storage is `ProjectSqliteStorage`. An instance class is the one place Dagster hands the
+    instance folder to a storage, so every process (webserver, daemon, run workers, tools opening
+    the folder) finds the same files whatever its `DAGSTER_HOME`."""
+
+    @classmethod
+    def config_schema(cls) -> dict:
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        return {
+            **InstanceRef.config_defaults(base_dir),
+            "storage": ConfigurableClassData(__name__, ProjectSqliteStorage.__name__, yaml.dump({"base_dir": base_dir})),
         }
