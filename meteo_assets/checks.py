@@ -30,7 +30,6 @@ from dagster import (
 )
 
 from meteo_assets.config import Station
-from meteo_assets.transform import daily_summary
 from meteo_assets.transform import quality
 from meteo_assets.transform.quality import RawDays, Verdict
 
@@ -148,16 +147,11 @@ def clean_check_results(station: Station, raw: RawDays, clean: pd.DataFrame) -> 
         yield _result(name, verdict, AssetCheckSeverity.WARN, at)
 
 
-def daily_check_results(station: Station, daily: pd.DataFrame, clean: pd.DataFrame) -> Iterator[AssetCheckResult]:
-    """`clean` is the daily asset's input (the run's days and their neighbours): the day before the
-    run is summarised from it, as recent history for the spike check."""
+def daily_check_results(station: Station, daily: pd.DataFrame, history: pd.DataFrame) -> Iterator[AssetCheckResult]:
+    """`history`: daily rows of the days before the run at hand (the day before, summarised from
+    the daily asset's input), as recent history for the spike check."""
     settings = station.contract
-    days = sorted(pd.to_datetime(daily["date"]).dt.date)
-    at = run_label(station, [d.isoformat() for d in days])
-    before = days[0] - dt.timedelta(days=1)
-    history = daily_summary(
-        clean[clean["local_time"].dt.floor("D") == pd.Timestamp(before)], station=station.key, days=[before], settings=settings
-    )
+    at = run_label(station, [d.isoformat() for d in sorted(pd.to_datetime(daily["date"]).dt.date)])
     verdicts = {
         COVERAGE: quality.coverage(daily, settings.min_coverage, dt.datetime.now(dt.timezone.utc)),
         MIN_MEAN_MAX: quality.min_mean_max(daily),

@@ -226,7 +226,9 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
     )
     def daily(context: AssetExecutionContext, clean: pd.DataFrame) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
         days = run_days(context)
-        frame = daily_summary(clean, station=key, days=days, settings=station.contract)
+        # the day before the run comes from the same input: the spike check's recent history
+        summary = daily_summary(clean, station=key, days=[days[0] - dt.timedelta(days=1), *days], settings=station.contract)
+        history, frame = summary.iloc[:1], summary.iloc[1:].reset_index(drop=True)
         complete = int((frame["coverage_temperature"] >= station.contract.min_coverage).sum())
         yield Output(
             frame,
@@ -238,7 +240,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
                 "plot": MetadataValue.md(png_markdown(daily_png(frame, clean), "temperature and rain")),
             }),
         )
-        yield from daily_check_results(station, frame, clean)
+        yield from daily_check_results(station, frame, history)
 
     return [raw, clean, daily]
 
