@@ -25,8 +25,9 @@ from pathlib import Path
 import tomlkit
 from tomlkit.exceptions import TOMLKitError
 
-from meteo_assets.config import DATASET_ID, ConfigError, Settings, load_network
+from meteo_assets.config import DATASET_ID, ConfigError, Settings, dataset_number, load_network
 from meteo_assets.portal import CATALOGUE_DATASET, DatasetNotFound, PortalClient, PortalError
+from meteo_assets.portal.catalogue import match_records
 
 STATION_DATASET = re.compile(r"^[0-9]{2,3}-station-meteo-")
 ARCHIVE_MARK = re.compile(r"-?archive")
@@ -256,14 +257,14 @@ def _name(entry: dict) -> str | None:
 def _owner(archive: str, live: list[str]) -> tuple[str | None, str]:
     """The live dataset an archive belongs to: same number and a name prefix either way, else the number alone."""
     base = ARCHIVE_MARK.split(archive, maxsplit=1)[0]
-    same_number = [d for d in live if d[:2] == archive[:2]]
+    same_number = [d for d in live if dataset_number(d) == dataset_number(archive)]
     by_prefix = [d for d in same_number if d.startswith(base) or base.startswith(d)]
     if len(by_prefix) == 1:
         return by_prefix[0], ""
     if len(same_number) == 1:
         return same_number[0], ""
     if not same_number:
-        return None, f"no station dataset numbered {archive[:2]}"
+        return None, f"no station dataset numbered {dataset_number(archive):02d}"
     return None, f"ambiguous between {', '.join(by_prefix or same_number)}"
 
 
@@ -280,26 +281,13 @@ def _auto_disabled(station: dict) -> bool:
 def _station_catalogue_check(
     live: list[str], records: list[dict] | None
 ) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
-    """Data datasets without a station-catalogue row, and rows without a data dataset; matched by `id_nom`,
-    else by a unique `id_numero`, as the `stations` asset does."""
+    """Data datasets without a station-catalogue row, and rows without a data dataset (matched as the
+    `stations` asset does, `match_records`)."""
     if records is None:
         return None, None
-    by_name = {str(r.get("id_nom", "")).strip(): i for i, r in enumerate(records)}
-    by_number: dict[str, list[int]] = {}
-    for i, r in enumerate(records):
-        try:
-            by_number.setdefault(f"{int(float(r.get('id_numero'))):02d}", []).append(i)
-        except (TypeError, ValueError):
-            continue
-    matched: set[int] = set()
-    missing: list[str] = []
-    for dataset in live:
-        same_number = by_number.get(dataset[:2], [])
-        index = by_name.get(dataset, same_number[0] if len(same_number) == 1 else None)
-        if index is None:
-            missing.append(dataset)
-        else:
-            matched.add(index)
+    matches = match_records(live, records)
+    missing = [dataset for dataset in live if dataset not in matches]
+    matched = set(matches.values())
     orphans = [f"{r.get('id_numero')} {r.get('id_nom')}" for i, r in enumerate(records) if i not in matched]
     return tuple(missing), tuple(orphans)
 

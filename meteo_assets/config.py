@@ -34,6 +34,11 @@ class ConfigError(ValueError):
     """`datasets.toml` or an environment setting is invalid; the message names where."""
 
 
+def dataset_number(dataset_id: str) -> int:
+    """`42-station-meteo-…` → 42 (the number prefix; it is not unique across datasets)."""
+    return int(dataset_id.split("-", 1)[0])
+
+
 def station_key(dataset_id: str) -> str:
     """`42-station-meteo-toulouse-parc-compans-cafarelli` → `st42_toulouse_parc_compans_cafarelli`."""
     if not DATASET_ID.match(dataset_id):
@@ -60,7 +65,7 @@ class Station:
 
     @property
     def number(self) -> int:
-        return int(self.dataset[:2])
+        return dataset_number(self.dataset)
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,7 @@ def load_network(path: Path | str) -> Network:
         archives = entry.get("archives", [])
         if not isinstance(archives, list) or not all(isinstance(a, str) and DATASET_ID.match(a) for a in archives):
             raise ConfigError(f"{block.key('archives')}: archives must be a list of portal dataset ids, got {archives!r}")
-        sensor_id = entry.get("sensor_id", int(dataset[:2]))
+        sensor_id = entry.get("sensor_id", dataset_number(dataset))
         if not isinstance(sensor_id, int) or isinstance(sensor_id, bool) or sensor_id < 0:
             raise ConfigError(f"{block.key('sensor_id')}: sensor_id must be a non-negative integer, got {sensor_id!r}")
         enabled = entry.get("enabled", True)

@@ -18,12 +18,16 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 from urllib.parse import unquote_to_bytes
 
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+
+from meteo_assets_tests.fake_portal import FakePortal
+from meteo_assets_tests.stand_in import stand_in
 
 # Fake keys for the fake server, and no instance-metadata probing (the SDKs' last resort).
 TEST_AWS_ENV = {
@@ -33,6 +37,7 @@ TEST_AWS_ENV = {
     "AWS_EC2_METADATA_DISABLED": "true",
 }
 STORAGE_MODES = ("local", "s3")
+T = TypeVar("T")
 _bucket_numbers = itertools.count(1)
 
 
@@ -153,12 +158,32 @@ def aws_env(monkeypatch) -> dict[str, str]:
 @pytest.fixture(params=STORAGE_MODES)
 def storage(request, monkeypatch) -> str:
     """Run the test in each storage mode; the mode's settings are in the environment meanwhile."""
-    if request.param == "s3":
-        for name, value in request.getfixturevalue("s3_server").storage_env().items():
-            monkeypatch.setenv(name, value)
-    else:
-        monkeypatch.setenv("METEO_STORAGE", "local")
+    server = request.getfixturevalue("s3_server") if request.param == "s3" else None
+    for name, value in mode_settings(request.param, server).items():
+        monkeypatch.setenv(name, value)
     return request.param
+
+
+def mode_settings(mode: str, server: S3Server) -> dict[str, str]:
+    """The settings that select a storage mode (S3: this server's endpoint and buckets)."""
+    return server.storage_env() if mode == "s3" else {"METEO_STORAGE": "local"}
+
+
+@contextlib.contextmanager
+def once_per_storage_mode(folders, server: S3Server, specs, work: Callable[[], T]) -> Iterator[dict[str, tuple]]:
+    """`work()` once per storage mode, each on its own stand-in portal serving `specs`, in the
+    settings of that mode: mode → (stand-in, settings, what `work` returned). `folders` is pytest's
+    `tmp_path_factory`; the portals stop when the block ends."""
+    done = {}
+    with contextlib.ExitStack() as stack:
+        for mode in STORAGE_MODES:
+            env = stack.enter_context(stand_in(folders.mktemp(mode), FakePortal(specs), specs))
+            settings = {**env.env, **mode_settings(mode, server)}
+            with pytest.MonkeyPatch.context() as patch:
+                for name, value in settings.items():
+                    patch.setenv(name, value)
+                done[mode] = (env, settings, work())
+        yield done
 
 
 if __name__ == "__main__":

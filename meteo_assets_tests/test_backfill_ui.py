@@ -6,12 +6,10 @@ keeps their DuckDB writes one at a time, so neither fails on the file lock.
 
 import datetime as dt
 import os
-import shutil
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import duckdb
 import pytest
@@ -76,8 +74,6 @@ def wait_for(url: str, process: subprocess.Popen, deadline: float) -> None:
 
 def test_overlapping_ui_backfills_run_concurrently_without_lock_failures(tmp_path):
     with stand_in(tmp_path, FakePortal(SPECS), SPECS) as env:
-        home = Path(env.env["DAGSTER_HOME"])
-        shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")  # pools, run queue
         keys = [s.key for s in load_network(env.folder / "datasets.toml").stations]
         port = free_port()
         url = f"http://127.0.0.1:{port}/graphql"

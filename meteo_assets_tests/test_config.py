@@ -7,6 +7,7 @@ import pytest
 
 from meteo_assets.config import ConfigError, Settings, load_network, station_key
 from meteo_assets.config import PROJECT_ROOT
+from meteo_assets.portal.catalogue import match_records
 
 VALID = """\
 [defaults]
@@ -37,6 +38,15 @@ def write(tmp_path, text):
 def test_station_key_follows_the_contract():
     assert station_key("42-station-meteo-toulouse-parc-compans-cafarelli") == "st42_toulouse_parc_compans_cafarelli"
     assert station_key("05-station-meteo-toulouse-life-hall-1") == "st05_toulouse_life_hall_1"
+
+
+def test_a_network_past_station_99_keeps_whole_numbers(tmp_path):
+    path = tmp_path / "datasets.toml"
+    path.write_text('[[stations]]\ndataset = "104-station-meteo-blagnac-aeroport"\n', encoding="utf-8")
+    (station,) = load_network(path).stations
+    assert (station.key, station.number, station.sensor_id) == ("st104_blagnac_aeroport", 104, 104)
+    records = [{"id_nom": "other", "id_numero": 10}, {"id_nom": "renamed", "id_numero": 104.0}]
+    assert match_records([station.dataset, "10-station-meteo-x"], records) == {station.dataset: 1, "10-station-meteo-x": 0}
 
 
 def test_valid_file_loads_with_defaults_and_overrides(tmp_path):

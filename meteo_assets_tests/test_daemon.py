@@ -7,7 +7,6 @@ the project's instance settings and the stand-in portal; the test reads the same
 
 import datetime as dt
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -53,7 +52,7 @@ def wait_for_success(instance: DagsterInstance, trigger: str, daemon: subprocess
 def test_a_sensor_tick_launches_a_run_that_materialises_new_data(tmp_path):
     with stand_in(tmp_path, FakePortal(SPECS), SPECS) as env:
         home = Path(env.env["DAGSTER_HOME"])
-        shutil.copy(PROJECT_ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")  # pools, run queue
+        instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
         log = tmp_path / "daemon.log"
         with open(log, "w") as out:
             daemon = subprocess.Popen(
@@ -61,7 +60,6 @@ def test_a_sensor_tick_launches_a_run_that_materialises_new_data(tmp_path):
                 env={**os.environ, **env.env, "METEO_POLL_SECONDS": "5"}, cwd=PROJECT_ROOT,
                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
             )
-        instance = DagsterInstance.from_ref(InstanceRef.from_dir(str(home)))
         try:
             deadline = time.monotonic() + DEADLINE_SECONDS
             run = wait_for_success(instance, NEW_DATA_SENSOR, daemon, deadline, log)

@@ -5,7 +5,6 @@ backfills a range, which must neither fail nor starve the writer, and must see w
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import os
 import subprocess
@@ -28,7 +27,7 @@ from meteo_assets.transform import DAILY_COLUMNS
 from meteo_assets.transform.network import NETWORK_DAILY_COLUMNS
 from meteo_assets_tests.fake_portal import FakePortal, default_network
 from meteo_assets_tests.materialised import materialise
-from meteo_assets_tests.s3_server import STORAGE_MODES, s3_server  # noqa: F401 (fixture)
+from meteo_assets_tests.s3_server import STORAGE_MODES, once_per_storage_mode, s3_server  # noqa: F401 (fixture)
 from meteo_assets_tests.stand_in import stand_in
 
 # six generated stations: one of them split into archive datasets, two sharing the number prefix 74
@@ -40,17 +39,8 @@ DAYS = [FIRST + dt.timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
 @pytest.fixture(scope="module")
 def datasets(tmp_path_factory, s3_server):
     """The same network materialised once per storage mode (raw, clean, daily, stations, network/daily)."""
-    modes = {}
-    with contextlib.ExitStack() as stack:
-        for mode in STORAGE_MODES:
-            env = stack.enter_context(stand_in(tmp_path_factory.mktemp(f"loading-{mode}"), FakePortal(SPECS), SPECS))
-            settings = {**env.env, **(s3_server.storage_env() if mode == "s3" else {"METEO_STORAGE": "local"})}
-            with pytest.MonkeyPatch.context() as patch:
-                for name, value in settings.items():
-                    patch.setenv(name, value)
-                materialise(FIRST, LAST)
-            modes[mode] = (env, settings)
-        yield modes
+    with once_per_storage_mode(tmp_path_factory, s3_server, SPECS, lambda: materialise(FIRST, LAST)) as modes:
+        yield {mode: (env, settings) for mode, (env, settings, _) in modes.items()}
 
 
 def use(monkeypatch, settings: dict[str, str]) -> None:

@@ -25,7 +25,7 @@ from meteo_assets.run import main as run_main
 from meteo_assets.transform import clean_observations, daily_summary, parse_export
 from meteo_assets_tests.fake_portal import FakePortal, StationSpec, default_network, split_archives
 from meteo_assets_tests.paths import RESEARCH_DATA, research_file
-from meteo_assets_tests.s3_server import STORAGE_MODES, s3_server, storage  # noqa: F401 (fixtures)
+from meteo_assets_tests.s3_server import STORAGE_MODES, once_per_storage_mode, s3_server, storage  # noqa: F401 (fixtures)
 from meteo_assets_tests.stand_in import stand_in
 
 FIRST, LAST = dt.date(2020, 10, 22), dt.date(2020, 10, 31)
@@ -65,13 +65,7 @@ def environment(values: dict[str, str]):
 @pytest.fixture(scope="module")
 def networks(tmp_path_factory, s3_server):
     """The same network run once per storage mode (each mode with its own identical stand-in portal)."""
-    runs = {}
-    with contextlib.ExitStack() as stack:
-        for mode in STORAGE_MODES:
-            env = stack.enter_context(stand_in(tmp_path_factory.mktemp(f"network-{mode}"), FakePortal(SPECS), SPECS))
-            settings = s3_server.storage_env() if mode == "s3" else {"METEO_STORAGE": "local"}
-            with env.activated(), environment(settings):
-                runs[mode] = (env, settings, run_range(FIRST, LAST))
+    with once_per_storage_mode(tmp_path_factory, s3_server, SPECS, lambda: run_range(FIRST, LAST)) as runs:
         yield runs
 
 

@@ -7,6 +7,7 @@ from dagster import AssetExecutionContext, Failure, MetadataValue, Output, asset
 from meteo_assets.assets.stations import DUCKDB_POOL
 from meteo_assets.config import Network
 from meteo_assets.portal import CATALOGUE_DATASET, PortalError
+from meteo_assets.portal.catalogue import match_records
 from meteo_assets.resources import PortalResource
 
 STATION_COLUMNS = {
@@ -30,18 +31,11 @@ STATION_COLUMNS = {
 
 
 def join_catalogue(network: Network, records: list[dict]) -> pd.DataFrame:
-    """Match catalogue rows to configured stations by `id_nom`, else by a unique `id_numero`."""
-    by_name = {str(r.get("id_nom", "")).strip(): r for r in records}
-    by_number: dict[int, list[dict]] = {}
-    for r in records:
-        try:
-            by_number.setdefault(int(float(r.get("id_numero"))), []).append(r)
-        except (TypeError, ValueError):
-            continue
+    """Catalogue rows joined to the configured stations (`match_records`)."""
+    matches = match_records((s.dataset for s in network.stations), records)
     rows = []
     for s in network.stations:
-        same_number = by_number.get(s.number, [])
-        match = by_name.get(s.dataset) or (same_number[0] if len(same_number) == 1 else None)
+        match = records[matches[s.dataset]] if s.dataset in matches else None
         m = match or {}
         rows.append(
             {

@@ -25,6 +25,7 @@ from meteo_assets.storage.preflight import ensure_room
 
 DayFiles = dict[str, bytes]  # source dataset id → CSV bytes (header + that day's lines)
 RawDays = dict[str, DayFiles]  # partition key (YYYY-MM-DD) → the day's files
+ABANDONED_AFTER = dt.timedelta(hours=1)  # a staged day older than this belongs to a killed writer
 
 
 class MissingRawPartition(FileNotFoundError):
@@ -98,23 +99,8 @@ class RawStore:
         return self.root / day_path(station, day)
 
     def write_day(self, station: str, day: dt.date, files: Mapping[str, bytes]) -> Path:
-        target = self.day_dir(station, day)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-        staging.mkdir()
-        try:
-            for dataset, content in files.items():
-                with open(staging / file_name(dataset), "wb") as handle:
-                    handle.write(content)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-            retired = swap_in(staging, target)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        if retired is not None:
-            shutil.rmtree(retired, ignore_errors=True)
-        return target
+        self.write_days(station, {day: files})
+        return self.day_dir(station, day)
 
     def read_day(self, station: str, day: dt.date) -> DayFiles:
         folder = self.day_dir(station, day)
@@ -123,11 +109,44 @@ class RawStore:
         return {path.stem: path.read_bytes() for path in sorted(folder.glob("*.csv"))}
 
     def write_days(self, station: str, days: Mapping[dt.date, Mapping[str, bytes]]) -> None:
-        for day, files in days.items():
-            self.write_day(station, day, files)
+        """Write every day aside, make it durable with one `sync` (not one fsync per file: a year
+        is 700 files), then swap the days in one by one."""
+        staged: list[tuple[Path, Path]] = []
+        swapped = 0
+        years: set[Path] = set()
+        try:
+            for day, files in days.items():
+                target = self.day_dir(station, day)
+                if target.parent not in years:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    remove_abandoned(target.parent)
+                    years.add(target.parent)
+                staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
+                staging.mkdir()
+                staged.append((staging, target))
+                for dataset, content in files.items():
+                    (staging / file_name(dataset)).write_bytes(content)
+            os.sync()  # the new days' bytes are on disk before any rename can be
+            for staging, target in staged:
+                retired = swap_in(staging, target)
+                swapped += 1
+                if retired is not None:
+                    shutil.rmtree(retired, ignore_errors=True)
+        finally:
+            for staging, _ in staged[swapped:]:  # a failure before the swap: the previous days stay
+                shutil.rmtree(staging, ignore_errors=True)
 
     def read_days(self, station: str, days: Sequence[dt.date]) -> dict[dt.date, DayFiles]:
         return {day: self.read_day(station, day) for day in days}
+
+
+def remove_abandoned(folder: Path, older_than: dt.timedelta = ABANDONED_AFTER) -> None:
+    """Delete the staged and retired day folders a killed writer left in `folder` (a writer still
+    at work touches its own within seconds, so only old ones go)."""
+    limit = dt.datetime.now().timestamp() - older_than.total_seconds()
+    for entry in os.scandir(folder):
+        if entry.name.startswith(".") and entry.name.endswith((".tmp", ".old")) and entry.stat().st_mtime < limit:
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 class DayStore(Protocol):
