@@ -7,6 +7,8 @@ NOTEBOOK_STAMP := $(VENV)/.notebook-installed
 export DAGSTER_HOME ?= $(CURDIR)/dagster_home
 # one "planned" event per asset for ranged runs, not one per day (see meteo_assets/definitions.py)
 export DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS ?= 1
+# a ranged step's per-day events written in batches (the webserver and daemon plan runs too)
+export DAGSTER_EVENT_BATCH_SIZE ?= 1000
 
 # Debian packages the tests need, installed by `make test` when missing (scripts/ensure-system-packages)
 SYSTEM_PACKAGES :=

@@ -8,8 +8,8 @@ This subclass keeps the schema, files and semantics and changes how they are wri
 - one engine per shard, kept (bounded), `synchronous=NORMAL` in WAL mode: a crash of the process
   loses nothing; a power cut may lose the last transactions, never corrupts the file;
 - `store_event_batch` writes a batch (Dagster sends the days of a ranged step, and a run's planned
-  events, as one batch when `DAGSTER_EVENT_BATCH_SIZE` > 0) in one transaction per shard, as
-  dagster-postgres does;
+  events, as one batch when `DAGSTER_EVENT_BATCH_SIZE` > 0, as `definitions.py` and the Makefile
+  set it) in one transaction per shard, as dagster-postgres does;
 - an "asset check planned" event is stored once per check and run. Every check of this project is
   unpartitioned (it judges the run's whole window, `checks.py`) and its evaluation is stored
   without a partition; Dagster 1.13 nevertheless files the planned event once per partition of
@@ -43,7 +43,6 @@ from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster_shared.serdes import serialize_value
 from sqlalchemy.engine import Connection, Engine
 
-BATCH_SIZE = 1000  # events of one ranged step (or one run's plan) written together
 OPEN_SHARDS = 8  # engines kept: the index and the runs being written or watched
 _PLANNED_CHECK = DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED
 _BATCHED = {
@@ -52,11 +51,6 @@ _BATCHED = {
     DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
     _PLANNED_CHECK,
 }
-
-
-def enable_event_batches() -> None:
-    """Let Dagster hand ranged steps' events to `store_event_batch` (its default is one at a time)."""
-    os.environ.setdefault("DAGSTER_EVENT_BATCH_SIZE", str(BATCH_SIZE))
 
 
 def _relaxed_sync(dbapi_connection: Any, _record: Any) -> None:
