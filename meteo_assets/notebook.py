@@ -201,8 +201,9 @@ def _read(settings: Settings, fetch: Callable[[duckdb.DuckDBPyConnection], T]) -
 
 
 def _from_lake(read: Callable[[], T]) -> T:
-    """Read the lake again when a file was replaced while being read: pyarrow reads a Parquet file in
-    several ranged GETs, and a writer's PUT between them makes it fail (the PUT itself is whole)."""
+    """Read the lake again when a file came back torn. Each file is read in one GET, which S3 serves
+    whole even while a writer replaces the file; S3-compatible servers that replace objects in
+    place (moto, which the tests use, and some gateways) can serve a half-written body."""
     import pyarrow as pa
 
     for attempt in range(1, LAKE_READ_ATTEMPTS):

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import groupby
@@ -31,7 +32,6 @@ import boto3
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 from pyarrow import fs as arrow_fs
 from dagster import ConfigurableIOManager, InputContext, MetadataValue, OutputContext, TableSchema
@@ -257,43 +257,46 @@ def read_lake(
     first: dt.date | None,
     last: dt.date | None,
 ) -> pd.DataFrame:
-    """Stations' rows between two Paris days from the lake, as a pyarrow dataset: only the stations'
-    folders are listed, and only month files that can hold the days are opened."""
+    """Stations' rows between two Paris days from the lake: only the stations' folders are listed,
+    and only the month files that can hold the days are read, each in one GET. A writer replaces a
+    file with one PUT, so a read sees the old file or the new one; pyarrow's ranged reads of a file
+    could mix the two."""
     table = lake_table(table_name)
     filesystem = arrow_filesystem(endpoint_url, bucket)
-    base = f"{bucket}/{table.name}"
-    selectors = [arrow_fs.FileSelector(f"{bucket}/{table.prefix(s)}".rstrip("/"), allow_not_found=True, recursive=True)
-                 for s in stations]
-    files = [info.path for selector in selectors for info in filesystem.get_file_info(selector)
-             if info.type == arrow_fs.FileType.File and info.path.endswith(".parquet")]
-    partitioning = ds.partitioning(
-        pa.schema([(PARTITION_COLUMN, pa.string()), ("year", pa.int32()), ("month", pa.int32())]), flavor="hive"
-    )
-    dataset = ds.dataset(files, schema=pa.unify_schemas([table.file_schema, partitioning.schema]),
-                         format="parquet", filesystem=filesystem, partitioning=partitioning, partition_base_dir=base)
-    condition = ds.field(PARTITION_COLUMN).isin(list(stations))
-    year, month, day = ds.field("year"), ds.field("month"), ds.field(table.day_column)
-    if first is not None:  # the year/month terms prune whole files, the day term rows within them
-        condition &= (year > first.year) | ((year == first.year) & (month >= first.month))
-        condition &= day >= _day_bound(table, first)
-    if last is not None:
-        condition &= (year < last.year) | ((year == last.year) & (month <= last.month))
-        condition &= day < _day_bound(table, last + dt.timedelta(days=1))
+    parts = []
+    for station in stations:
+        folder = arrow_fs.FileSelector(f"{bucket}/{table.prefix(station)}".rstrip("/"), allow_not_found=True, recursive=True)
+        for info in filesystem.get_file_info(folder):
+            month = MONTH_FILE.search(info.path)
+            if info.type != arrow_fs.FileType.File or month is None:
+                continue
+            year_month = (int(month["year"]), int(month["month"]))
+            if (first and year_month < (first.year, first.month)) or (last and year_month > (last.year, last.month)):
+                continue
+            data = _read_whole_file(filesystem, info.path)
+            days = row_days(data, table)
+            keep = pc.and_(pc.greater_equal(days, first or dt.date.min), pc.less_equal(days, last or dt.date.max))
+            data = data.filter(keep).select(table.file_schema.names)
+            parts.append(data.append_column(PARTITION_COLUMN, pa.array([station] * data.num_rows, pa.string())))
+    schema = table.file_schema.append(pa.field(PARTITION_COLUMN, pa.string()))
+    rows = pa.concat_tables(parts) if parts else schema.empty_table()
     order = [(name, "ascending") for name in (PARTITION_COLUMN, *table.order_columns)]
-    return to_frame(dataset.to_table(filter=condition).sort_by(order), table)
+    return to_frame(rows.sort_by(order), table)
 
 
-def _day_bound(table: LakeTable, day: dt.date) -> pa.Scalar:
-    """Midnight starting `day`, typed like the table's day column (a date, or a wall-clock timestamp)."""
-    day_type = table.file_schema.field(table.day_column).type
-    return pa.scalar(day if day_type == pa.date32() else dt.datetime.combine(day, dt.time()), day_type)
+MONTH_FILE = re.compile(rf"/year=(?P<year>[0-9]{{4}})/month=(?P<month>[0-9]{{2}})/{re.escape(FILE_NAME)}$")
+
+
+def _read_whole_file(filesystem: arrow_fs.FileSystem, path: str) -> pa.Table:
+    with filesystem.open_input_stream(path) as stream:
+        return pq.read_table(pa.BufferReader(stream.readall()))
 
 
 def read_whole(name: str, bucket: str, endpoint_url: str | None) -> pd.DataFrame:
     """An unpartitioned table of the lake (`stations`)."""
     path = f"{bucket}/{name}/{FILE_NAME}"
     try:
-        return whole_frame(pq.read_table(path, filesystem=arrow_filesystem(endpoint_url, bucket)))
+        return whole_frame(_read_whole_file(arrow_filesystem(endpoint_url, bucket), path))
     except FileNotFoundError as exc:
         raise FileNotFoundError(f"s3://{path} does not exist: materialise {name} first") from exc
 
