@@ -74,9 +74,25 @@ def swap_in(staging: Path, target: Path) -> Path | None:
 
 
 _AT_FDCWD, _RENAME_EXCHANGE = -100, 2
-_renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None) if sys.platform == "linux" else None
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+_renameat2 = getattr(_libc, "renameat2", None)
+_syncfs = getattr(_libc, "syncfs", None)
 if _renameat2 is not None:
     _renameat2.argtypes = (ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint)
+
+
+def sync_file_system(folder: Path) -> None:
+    """Flush what was written to the file system holding `folder` (Linux `syncfs`; elsewhere, all)."""
+    if _syncfs is None:
+        os.sync()
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if _syncfs(fd) != 0:
+            code = ctypes.get_errno()
+            raise OSError(code, os.strerror(code), str(folder))
+    finally:
+        os.close(fd)
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -109,7 +125,7 @@ class RawStore:
         return {path.stem: path.read_bytes() for path in sorted(folder.glob("*.csv"))}
 
     def write_days(self, station: str, days: Mapping[dt.date, Mapping[str, bytes]]) -> None:
-        """Write every day aside, make it durable with one `sync` (not one fsync per file: a year
+        """Write every day aside, make it durable with one `syncfs` (not one fsync per file: a year
         is 700 files), then swap the days in one by one."""
         staged: list[tuple[Path, Path]] = []
         swapped = 0
@@ -126,7 +142,7 @@ class RawStore:
                 staged.append((staging, target))
                 for dataset, content in files.items():
                     (staging / file_name(dataset)).write_bytes(content)
-            os.sync()  # the new days' bytes are on disk before any rename can be
+            sync_file_system(self.root)  # the new days' bytes are on disk before any rename can be
             for staging, target in staged:
                 retired = swap_in(staging, target)
                 swapped += 1
