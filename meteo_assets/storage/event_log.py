@@ -17,7 +17,9 @@ This subclass keeps the schema, files and semantics and changes how they are wri
   1.5 kB each).
 
 Configured in `dagster_home/dagster.yaml` through `ProjectInstance` (below); the PostgreSQL profile
-(`deploy/dagster.yaml`) does not need it.
+(`deploy/dagster.yaml`) does not need it. It relies on Dagster internals (`_core.storage`), so the
+Dagster version is pinned (`constraints.txt`) and `meteo_assets_tests/test_event_log.py` checks
+what the UI and the sensors read back.
 """
 
 from __future__ import annotations
@@ -31,15 +33,15 @@ from typing import Any
 import sqlalchemy as db
 import yaml
 from dagster import DagsterInstance
-from dagster._core.instance.ref import InstanceRef
-from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
-from dagster._serdes.config_class import ConfigurableClassData
 from dagster._core.events import ASSET_EVENTS, DagsterEventType
 from dagster._core.events.log import EventLogEntry
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
+from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
+from dagster._serdes.config_class import ConfigurableClassData
 from dagster_shared.serdes import serialize_value
 from sqlalchemy.engine import Connection, Engine
 
