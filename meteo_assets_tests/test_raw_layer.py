@@ -111,41 +111,49 @@ def test_folders_a_killed_writer_left_are_removed_once_old(tmp_path):
     assert sorted(p.name for p in year.iterdir()) == [in_progress.name, "2020-10-25"]
 
 
-def one_line_at_a_time(content: bytes, days: list[dt.date]) -> dict[dt.date, bytes]:
-    """The reference: each line's timestamp field parsed on its own (what `split_by_day` vectorises)."""
-    lines = content.splitlines(keepends=True)
-    header, body = lines[0], {day: [] for day in days}
-    column = header.rstrip(b"\r\n").split(b";").index(b"heure_de_paris")
-    for text in lines[1:]:
-        parts = text.split(b";", column + 1)
-        day = None
-        if len(parts) > column:
-            try:
-                day = dt.datetime.fromisoformat(parts[column].strip().decode()).astimezone(PARIS).date()
-            except (UnicodeDecodeError, ValueError):
-                day = None
-        body[day if day in body else days[0]].append(text)
-    return {day: header + b"".join(chosen) for day, chosen in body.items()}
+def paris_day(stamp: bytes) -> dt.date:
+    return dt.datetime.fromisoformat(stamp.strip().decode()).astimezone(PARIS).date()
+
+
+def stamp_day(stamp: bytes) -> dt.date | None:
+    try:
+        return paris_day(stamp)
+    except ValueError:
+        return None
 
 
 @pytest.mark.parametrize("newline", [b"\n", b"\r\n"])
-def test_split_agrees_with_a_line_by_line_reading_of_a_generated_export(newline):
+def test_split_of_a_generated_export_puts_each_line_in_its_day_and_keeps_every_byte(newline):
     spec = default_network(7, "2020-10-20", "2020-11-03", seed=8)[6]  # with quirks
     portal = FakePortal([spec])
     header = ";".join(portal.header(spec.dataset_id)).encode() + newline
     body = [line.rstrip(b"\r\n") + newline for line in portal.lines(spec.dataset_id)]
     column = portal.header(spec.dataset_id).index("heure_de_paris")
-    stamp_of = body[40].split(b";")[column]
-    junk = [
-        b"5,5120252227E+023;;;" + newline,  # too few fields
-        body[40].replace(stamp_of, b" " + stamp_of + b" "),  # spaces around the timestamp
-        body[41].replace(stamp_of[:19], stamp_of[:10] + b" " + stamp_of[11:19]),  # another ISO form
-        body[42].replace(stamp_of, b"2020-13-45T99:00:00+00:00"),  # the usual length, not a date
-        body[43].replace(stamp_of, stamp_of[:19] + b"Z"),
-        body[44][:-len(newline)],  # the last line, without a line break
-    ]
-    content = header + b"".join(body[:200][::-1] + body[200:] + junk)  # not in time order either
+
+    def with_stamp(line: bytes, change) -> bytes:
+        fields = line.split(b";")
+        fields[column] = change(fields[column])
+        return b";".join(fields)
+
+    in_its_day = {  # other forms of a timestamp: the line still goes to its own day
+        with_stamp(body[100], lambda stamp: b" " + stamp + b" "): paris_day(body[100].split(b";")[column]),
+        with_stamp(body[101], lambda stamp: stamp[:10] + b" " + stamp[11:]): paris_day(body[101].split(b";")[column]),
+        with_stamp(body[102], lambda stamp: stamp[:19] + b"Z"): paris_day(body[102].split(b";")[column]),
+    }
+    unusable = [b"5,5120252227E+023;;;" + newline, with_stamp(body[103], lambda _: b"2020-13-45T99:00:00+00:00")]
+    last = body[104][: -len(newline)]  # the last line, without a line break
+    content = header + b"".join(body[:150][::-1] + body[150:] + list(in_its_day) + unusable + [last])
     days = [dt.date(2020, 10, 24) + dt.timedelta(days=i) for i in range(5)] + [dt.date(2020, 10, 24)]
-    expected = one_line_at_a_time(content, list(dict.fromkeys(days)))
-    assert split_by_day(content, days) == expected
-    assert sum(part.count(newline) - 1 for part in expected.values()) == len(body) + len(junk) - 1
+    parts = split_by_day(content, days)
+
+    assert list(parts) == days[:5]
+    assert all(part.startswith(header) for part in parts.values())
+    stored = [line for part in parts.values() for line in part[len(header):].splitlines(keepends=True)]
+    assert sorted(stored) == sorted(content[len(header):].splitlines(keepends=True))  # every line, once
+    for day, part in parts.items():
+        for line in part[len(header):].splitlines(keepends=True):
+            own = in_its_day.get(line) or stamp_day(line.split(b";")[column] if line.count(b";") >= column else b"")
+            # no usable timestamp, or a day outside the range: the first day keeps it
+            assert day == (own if own in parts else days[0])
+    assert all(line in parts[days[0]] for line in unusable)
+    assert parts[days[4]].count(newline) > 20  # a whole day of this hourly station
