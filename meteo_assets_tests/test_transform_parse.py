@@ -205,3 +205,21 @@ def test_unparseable_values_become_null_not_errors():
     assert frame["temperature"].isna().all() and frame["humidity"].isna().all()
     assert frame.loc[0, "pressure_pa"] == 1000.0
     assert frame.loc[0, "rain"] == 0.2
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("12.5", 12.5), (" -3.25 ", -3.25), ("+2", 2.0), (".5", 0.5), ("5.", 5.0), ("0012", 12.0),
+        ("1E-2", 0.01), ("1e3", 1000.0), ("\t7", 7.0), ("inf", float("inf")), ("-Infinity", float("-inf")),
+        ("1,5", None), ("0x10", None), ("1_000", None), ("1.2.3", None), ("-", None), ("", None),
+        ("NULL", None), ("1 000", None), ("e3", None), ("1.5e400", None), ("nan", None),
+    ],
+)
+def test_decimal_and_exponent_numbers_are_read_and_any_other_text_is_null(text, value):
+    header = ";".join(PARSER_FIELDS).encode()
+    row = f"d;70;ISS;2023-01-01T00:00:00+00:00;{text};;;;;;;;".encode()
+
+    temperature = parse_export(header + b"\n" + row + b"\n").frame.loc[0, "temperature"]
+
+    assert pd.isna(temperature) if value is None else temperature == value

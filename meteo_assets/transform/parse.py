@@ -10,8 +10,10 @@ import csv
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 _BOM = b"\xef\xbb\xbf"
@@ -52,6 +54,10 @@ PARSED_DTYPES: dict[str, str] = {
 }
 
 _NUMERIC_COLUMNS = tuple(name for name, dtype in PARSED_DTYPES.items() if dtype == "float64")
+# what reads as a number once surrounding whitespace is trimmed (RE2 syntax): decimal or exponent
+# notation, and the words for infinity and not-a-number; anything else ("1,5", "0x10", "-") is null
+_NUMBER = r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$"
+_NUMBER_WORD = r"(?i)^[+-]?(inf|infinity|nan)$"
 _SCHEMA_PREVIEW = 5
 
 
@@ -116,22 +122,31 @@ def parse_export(payload: bytes) -> ParsedExport:
             strings_can_be_null=False,
         ),
     )
-    raw = table.to_pandas().rename(columns=_FIELD_TO_COLUMN)
-    return ParsedExport(_typed(raw), schema_fields=len(header), malformed_rows=len(malformed))
+    return ParsedExport(_typed(table), schema_fields=len(header), malformed_rows=len(malformed))
 
 
-def _typed(raw: pd.DataFrame) -> pd.DataFrame:
-    frame = pd.DataFrame(index=raw.index)
-    frame["data"] = raw["data"]
-    sensor_id = pd.to_numeric(raw["sensor_id"], errors="coerce")
+def _typed(table: pa.Table) -> pd.DataFrame:
+    column = {_FIELD_TO_COLUMN[name]: table.column(name) for name in PARSER_FIELDS}
+    frame = pd.DataFrame({"data": column["data"].to_pandas()})
+    sensor_id = pd.Series(to_float(column["sensor_id"]))
     frame["sensor_id"] = sensor_id.where(sensor_id % 1 == 0).astype("Int64")
-    frame["station_type"] = raw["station_type"]
+    frame["station_type"] = column["station_type"].to_pandas()
     frame["observed_at"] = pd.to_datetime(
-        raw["observed_at"], utc=True, format="ISO8601", errors="coerce"
+        column["observed_at"].to_pandas(), utc=True, format="ISO8601", errors="coerce"
     ).astype(PARSED_DTYPES["observed_at"])
-    for column in _NUMERIC_COLUMNS:
-        frame[column] = pd.to_numeric(raw[column], errors="coerce").astype("float64")
+    for name in _NUMERIC_COLUMNS:
+        frame[name] = to_float(column[name])
     return frame
+
+
+def to_float(texts: pa.ChunkedArray) -> np.ndarray:
+    """Numbers from texts, vectorised in Arrow: NaN where a text is not a number or overflows."""
+    trimmed = pc.utf8_trim_whitespace(texts)
+    word = pc.match_substring_regex(trimmed, _NUMBER_WORD)
+    readable = pc.or_(pc.match_substring_regex(trimmed, _NUMBER), word)
+    values = pc.cast(pc.if_else(readable, trimmed, pa.scalar(None, pa.string())), pa.float64())
+    overflow = pc.and_(pc.is_inf(values), pc.invert(word))  # "1e400": out of a double's range
+    return pc.if_else(overflow, pa.scalar(None, pa.float64()), values).to_numpy(zero_copy_only=False)
 
 
 def concat_parsed(exports: Iterable[ParsedExport]) -> pd.DataFrame:
