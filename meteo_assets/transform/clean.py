@@ -121,8 +121,7 @@ def clean_observations(
         rows = rows[in_window]
 
     rows = reject("other_sensor", ~rows["sensor_id"].eq(sensor_id).fillna(False).astype(bool))
-    station_type = rows["station_type"].astype(str).str.strip().str.casefold()
-    rows = reject("sub_station", station_type == SUB_STATION_TYPE)
+    rows = reject("sub_station", _is_sub_station(rows["station_type"]))
     rows = reject("future", rows["observed_at"] > latest_accepted)
 
     values, flags = _quality_control(rows, settings)
@@ -186,22 +185,37 @@ def _quality_control(
     return values, flags
 
 
+def _is_sub_station(station_type: pd.Series) -> np.ndarray:
+    """Rule 3, deciding each distinct text once (an export holds one or two distinct types)."""
+    codes, distinct = pd.factorize(station_type, use_na_sentinel=False)
+    is_sub = np.array([str(text).strip().casefold() == SUB_STATION_TYPE for text in distinct], dtype=bool)
+    return is_sub[codes]
+
+
 def _most_complete_row_per_slot(rows: pd.DataFrame, values: pd.DataFrame) -> pd.Index:
     """Rule 8: index of the row kept per `observed_at`, in time order — most non-null
-    measurements after QC, then greatest `data` string."""
-    ranked = pd.DataFrame(
-        {
-            "observed_at": rows["observed_at"],
-            "complete": values.notna().sum(axis=1),
-            "data": rows["data"],
-        }
-    ).sort_values(["observed_at", "complete", "data"], ascending=[True, False, False])
-    return ranked.index[~ranked["observed_at"].duplicated(keep="first")]
+    measurements after QC, then greatest `data` string. Only repeated slots are ranked."""
+    observed_at = rows["observed_at"]
+    repeated = observed_at.duplicated(keep=False).to_numpy()
+    kept = observed_at.index[~repeated]
+    if repeated.any():
+        ranked = pd.DataFrame(
+            {
+                "observed_at": observed_at[repeated],
+                "complete": values[repeated].notna().sum(axis=1),
+                "data": rows["data"][repeated],
+            }
+        ).sort_values(["observed_at", "complete", "data"], ascending=[True, False, False])
+        kept = kept.append(ranked.index[~ranked["observed_at"].duplicated(keep="first")])
+    return observed_at.loc[kept].sort_values().index
 
 
 def _joined_flag_names(flags: pd.DataFrame) -> pd.Series:
-    """'name1,name2' of the True columns of each row, '' when none (one pass per flag)."""
+    """'name1,name2' of the True columns of each row, '' when none (only flagged rows are joined)."""
     joined = pd.Series("", index=flags.index, dtype=object)
-    for name in flags.columns:
-        joined = joined + np.where(flags[name].to_numpy(), name + ",", "")
-    return joined.str.rstrip(",") if len(joined) else joined
+    marked = flags.to_numpy(dtype=bool)
+    flagged = marked.any(axis=1)
+    if flagged.any():
+        names = np.array(flags.columns, dtype=object)
+        joined[flagged] = [",".join(names[row]) for row in marked[flagged]]
+    return joined
