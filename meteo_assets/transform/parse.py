@@ -128,18 +128,18 @@ def parse_export(payload: bytes) -> ParsedExport:
 def _typed(table: pa.Table) -> pd.DataFrame:
     column = {_FIELD_TO_COLUMN[name]: table.column(name) for name in PARSER_FIELDS}
     frame = pd.DataFrame({"data": column["data"].to_pandas()})
-    sensor_id = pd.Series(to_float(column["sensor_id"]))
+    sensor_id = pd.Series(_to_float(column["sensor_id"]))
     frame["sensor_id"] = sensor_id.where(sensor_id % 1 == 0).astype("Int64")
     frame["station_type"] = column["station_type"].to_pandas()
     frame["observed_at"] = pd.to_datetime(
         column["observed_at"].to_pandas(), utc=True, format="ISO8601", errors="coerce"
     ).astype(PARSED_DTYPES["observed_at"])
     for name in _NUMERIC_COLUMNS:
-        frame[name] = to_float(column[name])
+        frame[name] = _to_float(column[name])
     return frame
 
 
-def to_float(texts: pa.ChunkedArray) -> np.ndarray:
+def _to_float(texts: pa.ChunkedArray) -> np.ndarray:
     """Numbers from texts, vectorised in Arrow: NaN where a text is not a number or overflows."""
     trimmed = pc.utf8_trim_whitespace(texts)
     word = pc.match_substring_regex(trimmed, _NUMBER_WORD)
