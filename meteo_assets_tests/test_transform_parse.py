@@ -216,7 +216,7 @@ def test_unparseable_values_become_null_not_errors():
         ("NULL", None), ("1 000", None), ("e3", None), ("1.5e400", None), ("nan", None),
     ],
 )
-def test_decimal_and_exponent_numbers_are_read_and_any_other_text_is_null(text, value):
+def test_decimal_exponent_and_infinity_texts_are_read_and_any_other_text_is_null(text, value):
     header = ";".join(PARSER_FIELDS).encode()
     row = f"d;70;ISS;2023-01-01T00:00:00+00:00;{text};;;;;;;;".encode()
 
