@@ -433,3 +433,35 @@ def test_whole_station_history_gives_sane_daily_rows(station_file):
     assert daily["temperature_mean_c"].isna().eq(daily["coverage_temperature"] < 0.75).all()
     both = daily.dropna(subset=["tn_mf_c", "temperature_min_c"])
     assert both["tn_mf_c"].between(-30, 50).all()
+
+
+@requires_research_data
+def test_statistics_match_a_plain_groupby_whatever_the_row_order():
+    """The per-day statistics against pandas' own groupby on a real year, rows shuffled (tables
+    loaded back from DuckDB come in no particular order)."""
+    station_file = sorted(STATIONS.glob("*.csv.gz"))[0]
+    clean = clean_observations(parse_export(gzip.decompress(station_file.read_bytes())).frame,
+                               station=STATION, sensor_id=int(station_file.name[:2]), now=NOW).frame
+    first = clean["local_time"].min().date()
+    days = [first + timedelta(days=offset) for offset in range(365)]
+    shuffled = clean.sample(frac=1.0, random_state=7).reset_index(drop=True)
+
+    daily = daily_summary(shuffled, station=STATION, days=days)
+
+    pd.testing.assert_frame_equal(daily, daily_summary(clean, station=STATION, days=days))
+    on_days = clean[clean["local_time"].dt.date.isin(days)]
+    by_day = on_days.groupby(on_days["local_time"].dt.normalize().dt.tz_localize(None))
+    expected = pd.DataFrame({"slots": by_day.size(), "tmin": by_day["temperature_c"].min(),
+                             "tmax": by_day["temperature_c"].max(), "tmean": by_day["temperature_c"].mean(),
+                             "rain": by_day["rain_mm"].sum(), "hum": by_day["humidity_pct"].mean()})
+    got = daily.set_index(pd.DatetimeIndex(daily["date"])).reindex(expected.index)
+    full = got["coverage_temperature"] >= 0.75
+    assert full.sum() > 50
+    assert (got["slots_reported"] == expected["slots"]).all()
+    np.testing.assert_array_equal(got.loc[full, "temperature_min_c"], expected.loc[full, "tmin"])
+    np.testing.assert_array_equal(got.loc[full, "temperature_max_c"], expected.loc[full, "tmax"])
+    np.testing.assert_allclose(got.loc[full, "temperature_mean_c"], expected.loc[full, "tmean"], atol=0.005)
+    rain = got["coverage_rain"] >= 0.75
+    np.testing.assert_allclose(got.loc[rain, "rain_sum_mm"], expected.loc[rain, "rain"], atol=0.05)
+    humid = got["coverage_humidity"] >= 0.75
+    np.testing.assert_allclose(got.loc[humid, "humidity_mean_pct"], expected.loc[humid, "hum"], atol=0.005)
