@@ -1,5 +1,8 @@
 """The DuckDB IO manager round trip: declared schemas, exact replacement, atomic writes."""
 
+import subprocess
+import sys
+
 import duckdb
 import pandas as pd
 from dagster import (
@@ -103,3 +106,23 @@ def test_loading_a_partition_range_reads_the_window(tmp_path):
     defs = Definitions(assets=[build(frames)], resources={"io_manager": MeteoDuckDBIOManager(database=str(tmp_path / "meteo.duckdb"))})
     loaded = defs.load_asset_value(AssetKey(["clean", "st42_x"]), partition_key="2020-10-25")
     assert loaded["local_time"].dt.strftime("%Y-%m-%d %H:%M").tolist() == ["2020-10-25 09:00"]
+
+
+def test_the_file_is_released_after_each_write_and_files_do_not_mix(tmp_path):
+    """Writes attach the file to an in-memory DuckDB kept by the process: after each write the file
+    must be free for another process, and two databases written in turn keep their own rows."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    assert run(first, {"2020-10-24": observations(["2020-10-24 10:00"], 1.0)}, "2020-10-24").success
+    assert run(second, {"2020-10-24": observations(["2020-10-24 10:00"], 2.0)}, "2020-10-24").success
+    assert run(first, {"2020-10-25": observations(["2020-10-25 10:00"], 3.0)}, "2020-10-25").success
+    # a writer in another process (a notebook, the next run) gets the file at once
+    script = "import duckdb, sys; c = duckdb.connect(sys.argv[1]); print(c.execute('SELECT count(*) FROM clean.st42_x').fetchone()[0])"
+    for folder, count in ((first, 2), (second, 1)):
+        done = subprocess.run([sys.executable, "-c", script, str(folder / "meteo.duckdb")], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() == str(count)
+    assert rows(first)["temperature_c"].tolist() == [1.0, 3.0]
+    assert rows(second)["temperature_c"].tolist() == [2.0]
+    assert not list(first.glob("*.wal")) and not list(second.glob("*.wal"))  # detaching checkpointed the writes
