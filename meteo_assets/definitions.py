@@ -38,8 +38,9 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
     network = load_network(settings.datasets_file)
     partitions = daily_partitions(network)
     assets = [stations_asset(network), dashboard_asset(network, settings), network_daily_asset(network, partitions)]
+    by_key = {station.key: station for station in network.enabled}
     for station in network.enabled:
-        assets.extend(station_assets(station, partitions))
+        assets.extend(station_assets(station, partitions, by_key))
     freshness = station_freshness_checks(network.enabled)
     pipeline = define_asset_job(
         PIPELINE_JOB,

@@ -2,13 +2,29 @@
 
 from __future__ import annotations
 
-from dagster import ConfigurableResource
+import datetime as dt
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import NamedTuple
+
+from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from meteo_assets.config import Settings
 from meteo_assets.portal import PortalClient
+from meteo_assets.portal.client import Export
 from meteo_assets.storage.duckdb_io import MeteoDuckDBIOManager
 from meteo_assets.storage.raw_files import RawFilesIOManager
+
+LOOKAHEAD = 2  # stations whose exports are fetched ahead of their step (a station-year is ~8 MB of CSV)
+
+
+class ExportRequest(NamedTuple):
+    dataset: str
+    start: dt.datetime
+    end: dt.datetime
+    context: str  # what the request is for, in error messages: station and partition range
 
 
 class PortalResource(ConfigurableResource):
@@ -28,6 +44,9 @@ class PortalResource(ConfigurableResource):
     read_timeout: float = 120.0
 
     _client: PortalClient | None = PrivateAttr(default=None)
+    _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
+    _ahead: dict[tuple[ExportRequest, ...], list[Future]] = PrivateAttr(default_factory=dict)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def client(self) -> PortalClient:
         if self._client is None:
@@ -42,6 +61,36 @@ class PortalResource(ConfigurableResource):
                 read_timeout=self.read_timeout,
             )
         return self._client
+
+    def exports(self, requests: Sequence[ExportRequest], ahead: Sequence[Sequence[ExportRequest]] = ()) -> list[Export]:
+        """The exports of `requests` (raising the first `PortalError`), fetched `max_concurrent` at a time.
+
+        `ahead` lists the request groups the run will ask for next (the next stations): the first
+        `LOOKAHEAD` of them start downloading now, so that the portal's answers arrive while
+        Dagster records this station's days rather than when the next step asks for them.
+        """
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=max(1, self.max_concurrent), thread_name_prefix="portal")
+            wanted = tuple(requests)
+            futures = self._ahead.pop(wanted, None) or [self._pool.submit(self._fetch, r) for r in wanted]
+            for group in map(tuple, ahead):
+                if len(self._ahead) >= LOOKAHEAD:
+                    break
+                if group and group not in self._ahead:
+                    self._ahead[group] = [self._pool.submit(self._fetch, r) for r in group]
+        return [future.result() for future in futures]
+
+    def _fetch(self, request: ExportRequest) -> Export:
+        return self.client().export_csv(request.dataset, request.start, request.end, context=request.context)
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        # a run that stopped early leaves downloads nobody will ask for: drop them
+        with self._lock:
+            self._ahead.clear()
+            if self._pool is not None:
+                self._pool.shutdown(wait=False, cancel_futures=True)
+                self._pool = None
 
 
 def build_resources(settings: Settings) -> dict:

@@ -10,6 +10,7 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import time
 
 import duckdb
 import pandas as pd
@@ -20,7 +21,7 @@ import meteo_assets
 from meteo_assets.config import PROJECT_ROOT, Settings, load_network
 from meteo_assets.definitions import PIPELINE_JOB, build_definitions
 from meteo_assets.portal import PortalClient, PortalUnreachable
-from meteo_assets.resources import build_resources
+from meteo_assets.resources import ExportRequest, PortalResource, build_resources
 from meteo_assets.run import main as run_main
 from meteo_assets.transform import clean_observations, daily_summary, parse_export
 from meteo_assets_tests.fake_portal import FakePortal, StationSpec, default_network, split_archives
@@ -297,3 +298,35 @@ def test_make_run_without_a_portal_says_so_at_once(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "could not reach the portal at 127.0.0.1:9" in err and "METEO_PORTAL_URL" in err
     assert not (tmp_path / "home").exists()  # stopped before any run was recorded
+
+
+def test_the_next_stations_exports_download_ahead_once_each():
+    """While a raw step records its days, the exports of the next two stations download; each
+    request is made once, and what was fetched ahead is exactly what the portal serves."""
+    start = dt.datetime(2020, 10, 21, 22, tzinfo=dt.timezone.utc)
+    end = start + dt.timedelta(days=3)
+    groups = [[ExportRequest(spec.dataset_id, start, end, f"station {spec.dataset_id}")] for spec in SPECS]
+
+    def exported() -> list[str]:
+        return [r.path.split("/")[-3] for r in portal.requests if r.path.endswith("/exports/csv")]
+
+    def settled(count: int) -> list[str]:
+        deadline = time.monotonic() + 20
+        while len(exported()) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.2)  # nothing more should come
+        return exported()
+
+    with FakePortal(SPECS) as portal:
+        resource = PortalResource(base_url=portal.url, max_concurrent=2)
+        try:
+            first = resource.exports(groups[0], ahead=groups[1:])
+            assert sorted(settled(3)) == sorted(spec.dataset_id for spec in SPECS[:3])  # two ahead, no more
+            second = resource.exports(groups[1], ahead=groups[2:])
+            assert sorted(settled(4)) == sorted(spec.dataset_id for spec in SPECS[:4])  # the next one starts
+        finally:
+            resource.teardown_after_execution(None)
+        client = PortalClient(portal.url)
+        assert first[0].content == client.export_csv(SPECS[0].dataset_id, start, end).content
+        assert second[0].content == client.export_csv(SPECS[1].dataset_id, start, end).content
+        assert b"\n" in second[0].content and second[0].dataset == SPECS[1].dataset_id

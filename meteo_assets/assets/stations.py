@@ -8,8 +8,7 @@ request per dataset per quarter of the range, one parse, one DELETE+INSERT per t
 import datetime as dt
 import hashlib
 from collections import defaultdict
-from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -40,7 +39,7 @@ from meteo_assets.config import Station
 from meteo_assets.dashboard.plots import daily_png, png_markdown
 from meteo_assets.portal import PortalError
 from meteo_assets.portal.days import join_days, split_by_day
-from meteo_assets.resources import PortalResource
+from meteo_assets.resources import ExportRequest, PortalResource
 from meteo_assets.storage.duckdb_io import table_schema
 from meteo_assets.storage.raw_files import RawDays
 from meteo_assets.transform import (
@@ -81,7 +80,25 @@ class SourceStats:
     digest: "hashlib._Hash" = field(default_factory=hashlib.sha256)
 
 
-def station_assets(station: Station, partitions: PartitionsDefinition) -> list[AssetsDefinition]:
+def export_requests(
+    station: Station, days: list[dt.date], partitions: PartitionsDefinition
+) -> list[tuple[list[dt.date], ExportRequest]]:
+    """A station's export requests for a run's days, with the days each covers (none before its start)."""
+    label = f"station {station.key}, partition {describe_range(days)}"
+    chunks = request_chunks([d for d in days if d >= station.start_date])
+    return [(chunk, ExportRequest(ds, *utc_span(chunk, partitions), label)) for ds in station.datasets for chunk in chunks]
+
+
+def stations_after(context: AssetExecutionContext, station: Station, network: Mapping[str, Station]) -> list[Station]:
+    """The stations whose raw step this run executes after this one's (the in-process executor
+    takes them in key order): their exports can download while this step records its days."""
+    keys = sorted(k.path[1] for k in context.job_def.asset_layer.selected_asset_keys if k.path[0] == "raw")
+    steps = context.run.step_keys_to_execute  # a re-execution may run only some of them
+    return [network[k] for k in keys if k > station.key and k in network and (steps is None or f"raw__{k}" in steps)]
+
+
+def station_assets(station: Station, partitions: PartitionsDefinition, network: Mapping[str, Station]) -> list[AssetsDefinition]:
+    """`network`: every station by key, for the exports fetched ahead (`stations_after`)."""
     key = station.key
     tags = {"station": key}
     common = dict(partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(), tags=tags)
@@ -101,21 +118,15 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
     )
     def raw(context: AssetExecutionContext, portal: PortalResource) -> Iterator[Output[RawDays] | AssetCheckResult]:
         days = run_days(context)
-        client = portal.client()
-        fetch_days = [d for d in days if d >= station.start_date]
         stored: dict[dt.date, dict[str, bytes]] = {d: {} for d in days}
         stats: dict[str, SourceStats] = defaultdict(SourceStats)
-        label = f"station {key}, partition {describe_range(days)}"
-
-        def fetch(dataset: str, chunk: list[dt.date]):
-            return dataset, chunk, client.export_csv(dataset, *utc_span(chunk, partitions), context=label)
-
-        jobs = [(ds, chunk) for ds in station.datasets for chunk in request_chunks(fetch_days)]
+        planned = export_requests(station, days, partitions)
+        ahead = [[r for _, r in export_requests(s, days, partitions)] for s in stations_after(context, station, network)]
         try:
-            with ThreadPoolExecutor(max_workers=max(1, portal.max_concurrent)) as pool:
-                results = list(pool.map(lambda job: fetch(*job), jobs))
+            exports = portal.exports([r for _, r in planned], ahead)
         except PortalError as exc:
             raise Failure(description=str(exc), metadata={"url": exc.url, "http_status": exc.status or 0}) from exc
+        results = [(request.dataset, chunk, export) for (chunk, request), export in zip(planned, exports)]
 
         for dataset, chunk, export in results:
             source = stats[dataset]
@@ -138,7 +149,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition) -> list[A
             raw_days,
             metadata=run_metadata(context, days, sum(s.rows for s in stats.values()), {
                 "bytes": sum(s.bytes for s in stats.values()),
-                "requests": len(jobs),
+                "requests": len(planned),
                 "schema_fields": max((s.schema_fields for s in stats.values()), default=0),
                 "sha256": MetadataValue.text(
                     hashlib.sha256(b"".join(s.digest.digest() for s in stats.values())).hexdigest()
