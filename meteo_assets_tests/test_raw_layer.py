@@ -157,3 +157,25 @@ def test_split_of_a_generated_export_puts_each_line_in_its_day_and_keeps_every_b
             assert day == (own if own in parts else days[0])
     assert all(line in parts[days[0]] for line in unusable)
     assert parts[days[4]].count(newline) > 20  # a whole day of this hourly station
+
+
+def test_lines_sharing_an_hour_but_not_an_offset_each_go_to_their_own_day():
+    """Days are looked up once per hour and offset: an offset of minutes, another sign or another
+    form of the same hour must not borrow a neighbour's day."""
+    stamps = [
+        "2020-10-24T21:45:00+00:00",  # 23:45 Paris, 24th
+        "2020-10-24T21:50:00+05:30",  # 16:20 UTC: 18:20 Paris, 24th
+        "2020-10-24T21:10:00-03:00",  # 00:10 UTC on the 25th: 02:10 Paris, 25th
+        "2020-10-24T21:59:00+00:00",  # 23:59 Paris, 24th
+        "2020-10-24T22:00:00+00:00",  # 00:00 Paris, 25th
+        "2020-10-24T21:30:00Z",  # another form, same hour: 23:30 Paris, 24th
+        "2020-10-24T23:30:00+02:00",  # 21:30 UTC: 23:30 Paris, 24th
+        "2020-10-25T00:30:00+02:00",  # 22:30 UTC: 00:30 Paris, 25th
+        "2020-10-25T01:30:00+01:00",  # 00:30 UTC on the fall-back day: 02:30 Paris, 25th
+    ]
+    lines = [line(stamp, str(i)) for i, stamp in enumerate(stamps)]
+    days = [dt.date(2020, 10, 24), dt.date(2020, 10, 25)]
+    parts = split_by_day(HEADER + b"".join(lines), days)
+    for stamp, text in zip(stamps, lines):
+        assert text in parts[paris_day(stamp.encode())], stamp
+    assert sum(part.count(b"\n") - 1 for part in parts.values()) == len(lines)

@@ -28,19 +28,27 @@ def split_by_day(content: bytes, days: Sequence[dt.date]) -> dict[dt.date, bytes
     fields = header.rstrip(b"\r\n").split(b";")
     column = fields.index(TIMESTAMP_FIELD) if TIMESTAMP_FIELD in fields else None
     first = days[0]
-    local_day_of: dict[bytes, dt.date | None] = {}  # one parse per distinct minute and offset
+    local_day_of: dict[bytes, dt.date | None] = {}  # one parse per distinct hour and offset
     for line in lines[1:]:
         day = None
         if column is not None:
             parts = line.split(b";", column + 1)
             if len(parts) > column:
                 stamp = parts[column].strip()
-                hour = stamp[:16] + stamp[19:]
-                if hour not in local_day_of:
-                    local_day_of[hour] = _paris_day(stamp)
-                day = local_day_of[hour]
+                key = _hour_key(stamp)
+                if key not in local_day_of:
+                    local_day_of[key] = _paris_day(stamp)
+                day = local_day_of[key]
         body[day if day in body else first].append(line)
     return {day: header + b"".join(day_lines) for day, day_lines in body.items()}
+
+
+def _hour_key(stamp: bytes) -> bytes:
+    """`2023-01-01T00:15:00+00:00` → `2023-01-01T00+00:00`: Paris days start on whole UTC hours, so
+    the instants of one hour at a whole-hour offset share their Paris day. Anything else is its own key."""
+    if len(stamp) == 25 and stamp[19:20] in (b"+", b"-") and stamp[22:] == b":00":
+        return stamp[:13] + stamp[19:]
+    return stamp
 
 
 def _paris_day(stamp: bytes) -> dt.date | None:
