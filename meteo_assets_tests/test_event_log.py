@@ -114,3 +114,20 @@ def test_a_tool_opening_the_folder_reads_that_folder_whatever_dagster_home_says(
     assert opened.get_materialized_partitions(AssetKey(["daily", STATION])) == DAYS
     assert [r.dagster_run.run_id for r in opened.get_run_records()] == [run_id]
     assert not list(tmp_path.iterdir())
+
+
+def test_schema_answers_are_remembered_once_present_and_asked_again_while_absent(tmp_path, monkeypatch):
+    storage = BatchingSqliteEventLogStorage(str(tmp_path))
+    asked: list[str] = []
+    for method in ("has_asset_key_col", "has_secondary_index"):
+        original = getattr(SqliteEventLogStorage, method)
+        monkeypatch.setattr(SqliteEventLogStorage, method, lambda self, name, _o=original: asked.append(name) or _o(self, name))
+    assert storage.has_asset_key_col("last_materialization_timestamp") is True
+    assert storage.has_asset_key_col("last_materialization_timestamp") is True
+    assert storage.has_asset_key_col("no_such_column") is False
+    assert storage.has_asset_key_col("no_such_column") is False
+    assert storage.has_secondary_index("no_such_migration") is False
+    assert asked == ["last_materialization_timestamp", "no_such_column", "no_such_column", "no_such_migration"]
+    storage.wipe()
+    assert storage.has_asset_key_col("last_materialization_timestamp") is True
+    assert asked[-1] == "last_materialization_timestamp"  # a wiped storage asks again
