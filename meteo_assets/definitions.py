@@ -46,7 +46,6 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
         PIPELINE_JOB,
         # freshness is judged by its own sensor's runs: a failed station must not leave it pending here
         selection=AssetSelection.groups("raw", "clean", "daily") - AssetSelection.checks(freshness),
-        partitions_def=partitions,
         description="Download, clean and summarise every enabled station for a range of days.",
     )
     catalogue = define_asset_job(
