@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import NamedTuple
 
-from dagster import ConfigurableResource, InitResourceContext
+from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
 from meteo_assets.config import Settings
@@ -44,8 +44,8 @@ class PortalResource(ConfigurableResource):
     read_timeout: float = 120.0
 
     _client: PortalClient | None = PrivateAttr(default=None)
-    _pool: ThreadPoolExecutor | None = PrivateAttr(default=None)
     _ahead: dict[tuple[ExportRequest, ...], list[Future]] = PrivateAttr(default_factory=dict)
+    _ahead_run: str | None = PrivateAttr(default=None)
     _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def client(self) -> PortalClient:
@@ -62,35 +62,46 @@ class PortalResource(ConfigurableResource):
             )
         return self._client
 
-    def exports(self, requests: Sequence[ExportRequest], ahead: Sequence[Sequence[ExportRequest]] = ()) -> list[Export]:
-        """The exports of `requests` (raising the first `PortalError`), fetched `max_concurrent` at a time.
+    def exports(
+        self, requests: Sequence[ExportRequest], ahead: Sequence[Sequence[ExportRequest]] = (), *, run_id: str
+    ) -> list[Export]:
+        """The exports of `requests` (raising the first `PortalError`), at most `max_concurrent` in flight.
 
-        `ahead` lists the request groups the run will ask for next (the next stations): the first
-        `LOOKAHEAD` of them start downloading now, so that the portal's answers arrive while
-        Dagster records this station's days rather than when the next step asks for them.
+        `ahead` lists the request groups run `run_id` will ask for next (the next stations): the
+        first `LOOKAHEAD` of them start downloading now, so that the portal's answers arrive while
+        Dagster records this station's days rather than when the next step asks for them. What
+        another run fetched ahead is never handed out.
         """
         with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(max_workers=max(1, self.max_concurrent), thread_name_prefix="portal")
+            if self._ahead_run != run_id:
+                for futures in self._ahead.values():
+                    for future in futures:
+                        future.cancel()
+                self._ahead, self._ahead_run = {}, run_id
             wanted = tuple(requests)
-            futures = self._ahead.pop(wanted, None) or [self._pool.submit(self._fetch, r) for r in wanted]
+            futures = self._ahead.pop(wanted, None) or [self._start(r) for r in wanted]
             for group in map(tuple, ahead):
                 if len(self._ahead) >= LOOKAHEAD:
                     break
                 if group and group not in self._ahead:
-                    self._ahead[group] = [self._pool.submit(self._fetch, r) for r in group]
+                    self._ahead[group] = [self._start(r) for r in group]
         return [future.result() for future in futures]
 
-    def _fetch(self, request: ExportRequest) -> Export:
-        return self.client().export_csv(request.dataset, request.start, request.end, context=request.context)
+    def _start(self, request: ExportRequest) -> Future:
+        """One download on its own daemon thread (the client's semaphore bounds those in flight): a
+        process that ends never waits for a download nobody will ask for."""
+        future: Future = Future()
 
-    def teardown_after_execution(self, context: InitResourceContext) -> None:
-        # a run that stopped early leaves downloads nobody will ask for: drop them
-        with self._lock:
-            self._ahead.clear()
-            if self._pool is not None:
-                self._pool.shutdown(wait=False, cancel_futures=True)
-                self._pool = None
+        def download() -> None:
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(self.client().export_csv(request.dataset, request.start, request.end,
+                                                               context=request.context))
+                except BaseException as exc:  # handed to the step that asks for it
+                    future.set_exception(exc)
+
+        threading.Thread(target=download, name=f"portal-{request.dataset}", daemon=True).start()
+        return future
 
 
 def build_resources(settings: Settings) -> dict:

@@ -302,10 +302,12 @@ def test_make_run_without_a_portal_says_so_at_once(tmp_path, monkeypatch, capsys
 
 def test_the_next_stations_exports_download_ahead_once_each():
     """While a raw step records its days, the exports of the next two stations download; each
-    request is made once, and what was fetched ahead is exactly what the portal serves."""
+    request is made once, what was fetched ahead is exactly what the portal serves, and another
+    run never gets what a run fetched ahead."""
     start = dt.datetime(2020, 10, 21, 22, tzinfo=dt.timezone.utc)
     end = start + dt.timedelta(days=3)
     groups = [[ExportRequest(spec.dataset_id, start, end, f"station {spec.dataset_id}")] for spec in SPECS]
+    ids = [spec.dataset_id for spec in SPECS]
 
     def exported() -> list[str]:
         return [r.path.split("/")[-3] for r in portal.requests if r.path.endswith("/exports/csv")]
@@ -315,18 +317,17 @@ def test_the_next_stations_exports_download_ahead_once_each():
         while len(exported()) < count and time.monotonic() < deadline:
             time.sleep(0.02)
         time.sleep(0.2)  # nothing more should come
-        return exported()
+        return sorted(exported())
 
     with FakePortal(SPECS) as portal:
         resource = PortalResource(base_url=portal.url, max_concurrent=2)
-        try:
-            first = resource.exports(groups[0], ahead=groups[1:])
-            assert sorted(settled(3)) == sorted(spec.dataset_id for spec in SPECS[:3])  # two ahead, no more
-            second = resource.exports(groups[1], ahead=groups[2:])
-            assert sorted(settled(4)) == sorted(spec.dataset_id for spec in SPECS[:4])  # the next one starts
-        finally:
-            resource.teardown_after_execution(None)
+        first = resource.exports(groups[0], ahead=groups[1:], run_id="run-1")
+        assert settled(3) == sorted(ids[:3])  # two stations ahead, no more
+        second = resource.exports(groups[1], ahead=groups[2:], run_id="run-1")
+        assert settled(4) == sorted(ids[:4])  # the next one starts; the second was not asked again
+        resource.exports(groups[2], run_id="run-2")
+        assert settled(5) == sorted([*ids[:4], ids[2]])  # another run asks the portal itself
         client = PortalClient(portal.url)
-        assert first[0].content == client.export_csv(SPECS[0].dataset_id, start, end).content
-        assert second[0].content == client.export_csv(SPECS[1].dataset_id, start, end).content
-        assert b"\n" in second[0].content and second[0].dataset == SPECS[1].dataset_id
+        assert first[0].content == client.export_csv(ids[0], start, end).content
+        assert second[0].content == client.export_csv(ids[1], start, end).content
+        assert b"\n" in second[0].content and second[0].dataset == ids[1]
