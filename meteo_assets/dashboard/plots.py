@@ -164,7 +164,7 @@ def _time_ticks(start: pd.Timestamp, span: pd.Timedelta, step: pd.Timedelta) -> 
     """About six labelled moments: hours within days, days within months, months within years."""
     end = start + span
     if step < pd.Timedelta(days=1):
-        every = next(h for h in (3, 6, 12, 24) if span / pd.Timedelta(hours=h) <= 8)
+        every = next((h for h in (3, 6, 12) if span / pd.Timedelta(hours=h) <= 8), 24)
         moments = pd.date_range(start.ceil("h"), end, freq=f"{every}h")
         return [(m, m.strftime("%d %b") if m.hour == 0 else m.strftime("%H:%M")) for m in moments]
     if span <= pd.Timedelta(days=62):
