@@ -39,7 +39,7 @@ from meteo_assets.config import Station
 from meteo_assets.dashboard.plots import daily_png, png_markdown
 from meteo_assets.portal import PortalError
 from meteo_assets.portal.days import join_days, split_by_day
-from meteo_assets.resources import ExportRequest, PortalResource
+from meteo_assets.resources import LOOKAHEAD, ExportRequest, PortalResource
 from meteo_assets.storage.duckdb_io import table_schema
 from meteo_assets.storage.raw_files import RawDays
 from meteo_assets.transform import (
@@ -121,7 +121,9 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
         stored: dict[dt.date, dict[str, bytes]] = {d: {} for d in days}
         stats: dict[str, SourceStats] = defaultdict(SourceStats)
         planned = export_requests(station, days, partitions)
-        ahead = [[r for _, r in export_requests(s, days, partitions)] for s in stations_after(context, station, network)]
+        # only the stations the resource may fetch ahead: planning a full history's requests takes ~1 ms a station
+        following = stations_after(context, station, network)[:LOOKAHEAD]
+        ahead = [[r for _, r in export_requests(s, days, partitions)] for s in following]
         try:
             exports = portal.exports([r for _, r in planned], ahead, run_id=context.run_id)
         except PortalError as exc:
