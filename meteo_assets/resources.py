@@ -67,9 +67,10 @@ class PortalResource(ConfigurableResource):
     ) -> list[Export]:
         """The exports of `requests` (raising the first `PortalError`), at most `max_concurrent` in flight.
 
-        `ahead` lists the request groups run `run_id` will ask for next (the next stations): the
-        first `LOOKAHEAD` of them start downloading now, so that the portal's answers arrive while
-        Dagster records this station's days rather than when the next step asks for them. What
+        `ahead` lists the request groups run `run_id` will ask for next (the next stations): once
+        this station's exports are in, the first `LOOKAHEAD` of them start downloading, so that the
+        portal's answers arrive while Dagster records this station's days rather than when the
+        next step asks for them. They never compete with a station's own requests, and what
         another run fetched ahead is never handed out.
         """
         with self._lock:
@@ -80,12 +81,14 @@ class PortalResource(ConfigurableResource):
                 self._ahead, self._ahead_run = {}, run_id
             wanted = tuple(requests)
             futures = self._ahead.pop(wanted, None) or [self._start(r) for r in wanted]
-            for group in map(tuple, ahead):
+        exports = [future.result() for future in futures]
+        with self._lock:
+            for group in map(tuple, ahead if self._ahead_run == run_id else ()):
                 if len(self._ahead) >= LOOKAHEAD:
                     break
                 if group and group not in self._ahead:
                     self._ahead[group] = [self._start(r) for r in group]
-        return [future.result() for future in futures]
+        return exports
 
     def _start(self, request: ExportRequest) -> Future:
         """One download on its own daemon thread (the client's semaphore bounds those in flight): a
