@@ -12,10 +12,14 @@ from dagster import AssetCheckKey, AssetKey, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
+from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster_shared.serdes import deserialize_value, serialize_value
+from sqlalchemy import select
 
 from meteo_assets.config import PROJECT_ROOT, station_key
 from meteo_assets.definitions import PIPELINE_JOB, build_definitions
 from meteo_assets.run import main as run_main
+from meteo_assets.storage import event_log
 from meteo_assets.storage.event_log import BatchingSqliteEventLogStorage, ProjectInstance
 from meteo_assets_tests.fake_portal import FakePortal, default_network
 from meteo_assets_tests.stand_in import stand_in
@@ -70,6 +74,42 @@ def test_the_run_figures_are_on_its_last_day_and_the_other_days_stay_small(backf
         day: ["Query", "dagster/table_name", "run_range"] for day in by_day
     }
     assert last["run_range"].value == f"{FIRST} … {LAST} ({len(DAYS)} days)"
+
+
+def test_the_stored_events_are_dagsters_own_serialisation(backfilled):
+    """The days of a ranged output are written from one template (`_DaysSerializer`): byte for byte
+    what Dagster's serialisation gives, and the row columns what its `_event_to_row` gives."""
+    instance, run_id = backfilled
+    storage = instance.event_log_storage
+    with storage.index_connection() as conn:
+        texts = [row.event for row in conn.execute(
+            select(SqlEventLogStorageTable.c.event).where(SqlEventLogStorageTable.c.run_id == run_id))]
+    entries = [deserialize_value(text) for text in texts]
+    assert sum(e.dagster_event_type == "ASSET_MATERIALIZATION" for e in entries) == 6 * len(DAYS)
+    assert texts == [serialize_value(e) for e in entries]
+    assert [storage._row(e, serialize_value(e)) for e in entries] == [storage._event_to_row(e) for e in entries]
+
+
+def test_days_that_differ_in_more_than_day_and_time_are_serialised_apart(backfilled, monkeypatch):
+    instance, run_id = backfilled
+    entries = [r.event_log_entry for r in instance.get_records_for_run(run_id, limit=10_000).records]
+    days = [  # the days of one output but its last, which carries the run's figures
+        e for e in entries if e.dagster_event_type == "ASSET_MATERIALIZATION"
+        and e.dagster_event.asset_key == AssetKey(["clean", STATION]) and e.dagster_event.partition != LAST.isoformat()
+    ]
+    assert len(days) == len(DAYS) - 1
+    # another description on one day in the middle of its run, and other events interleaved
+    odd = days[3]._replace(dagster_event=days[3].dagster_event._replace(message="another message"))
+    mixed = [*days[:3], entries[0], odd, *days[4:]]
+    expected = [serialize_value(e) for e in mixed]
+    calls: list[object] = []
+    monkeypatch.setattr(event_log, "serialize_value", lambda value: calls.append(value) or serialize_value(value))
+    assert event_log._DaysSerializer().serialize(mixed) == expected
+    # a template and its check per run of days (the odd day, and the days after it), and the other event
+    assert len(calls) == 2 + 1 + 2 + 2
+    # an encoding the template does not foresee: checked on the second day, then serialised in full
+    monkeypatch.setattr(event_log.json, "dumps", lambda value: f"'{value}'")
+    assert event_log._DaysSerializer().serialize(mixed) == expected
 
 
 def test_each_check_has_one_execution_per_run_and_none_left_planned(backfilled):

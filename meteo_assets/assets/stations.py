@@ -125,7 +125,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
         following = stations_after(context, station, network)[:LOOKAHEAD]
         ahead = [[r for _, r in export_requests(s, days, partitions)] for s in following]
         try:
-            exports = portal.exports([r for _, r in planned], ahead, run_id=context.run_id)
+            exports = portal.exports([r for _, r in planned], ahead, run_id=context.run.run_id)
         except PortalError as exc:
             raise Failure(description=str(exc), metadata={"url": exc.url, "http_status": exc.status or 0}) from exc
         results = [(request.dataset, chunk, export) for (chunk, request), export in zip(planned, exports)]

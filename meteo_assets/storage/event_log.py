@@ -10,6 +10,10 @@ This subclass keeps the schema, files and semantics and changes how they are wri
 - `store_event_batch` writes a batch (Dagster sends the days of a ranged step, and a run's planned
   events, as one batch when `DAGSTER_EVENT_BATCH_SIZE` > 0, as `definitions.py` and the Makefile
   set it) in one transaction per shard, as dagster-postgres does;
+- the days of a ranged output are one materialisation repeated with another partition and time:
+  the first is serialised, the others are that JSON with their day and time put in (checked
+  against a full serialisation once per output; serialising each took ~0.2 ms, 4 s of a
+  20-station year);
 - an "asset check planned" event is stored once per check and run. Every check of this project is
   unpartitioned (it judges the run's whole window, `checks.py`) and its evaluation is stored
   without a partition; Dagster 1.13 nevertheless files the planned event once per partition of
@@ -24,6 +28,7 @@ what the UI and the sensors read back.
 
 from __future__ import annotations
 
+import json
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,7 +38,7 @@ from typing import Any
 import sqlalchemy as db
 import yaml
 from dagster import DagsterInstance
-from dagster._core.events import ASSET_EVENTS, DagsterEventType
+from dagster._core.events import ASSET_EVENTS, DagsterEventType, StepMaterializationData
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -139,7 +144,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         if not events or any(e.dagster_event_type not in _BATCHED for e in events):
             super().store_event_batch(events)
             return
-        rows = [self._event_to_row(event) for event in events]
+        rows = [self._row(event, text) for event, text in zip(events, _DaysSerializer().serialize(events))]
         for run_id in {event.run_id for event in events}:
             with self.run_connection(run_id) as conn:
                 conn.execute(SqlEventLogStorageTable.insert(), [r for r in rows if r["run_id"] == run_id])
@@ -159,6 +164,19 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             if planned_checks:
                 conn.execute(AssetCheckExecutionsTable.insert(), planned_checks)
 
+    def _row(self, entry: EventLogEntry, text: str) -> dict[str, Any]:
+        """Dagster's `_event_to_row` for an event already serialised as `text`."""
+        event = entry.dagster_event
+        return {
+            "run_id": entry.run_id,
+            "event": text,
+            "dagster_event_type": event.event_type_value if event else None,
+            "timestamp": self._event_insert_timestamp(entry),
+            "step_key": event.step_key if event else entry.step_key,
+            "asset_key": event.asset_key.to_string() if event and event.asset_key else None,
+            "partition": (event.partition or None) if event else None,
+        }
+
     def _planned_check_row(self, event: EventLogEntry, event_id: int) -> dict[str, Any]:
         planned = event.get_dagster_event().asset_check_planned_data
         return {
@@ -171,6 +189,77 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             "evaluation_event_timestamp": self._event_insert_timestamp(event),
             "evaluation_event_storage_id": event_id,
         }
+
+
+_DAY_MARK = "meteo-assets-day-f3b1c"  # stands for the partition in a template: a text no event carries
+_TIME_MARK = 2.5e-300  # stands for the timestamp: no event time is this float
+
+
+def _day_and_time(entry: EventLogEntry, day: str, timestamp: float) -> EventLogEntry:
+    """The same event with another partition and time (`_replace` keeps every other value as is)."""
+    event = entry.dagster_event
+    data = event.event_specific_data
+    return entry._replace(
+        timestamp=timestamp,
+        dagster_event=event._replace(event_specific_data=data._replace(
+            materialization=data.materialization._replace(partition=day))),
+    )
+
+
+def _day_of(entry: EventLogEntry) -> str | None:
+    """The partition of a materialisation event (None for any other event)."""
+    event = entry.dagster_event
+    if event is None or not isinstance(event.event_specific_data, StepMaterializationData):
+        return None
+    return event.event_specific_data.materialization.partition
+
+
+class _DaysSerializer:
+    """The JSON of a batch's events, serialising a ranged output's days once.
+
+    Dagster reports a ranged output as one materialisation per day that differ only in their
+    partition and timestamp. The first day of such a run of events is serialised with marks in
+    their place and split there; the next days are that template with their own values put in.
+    The second day is also serialised in full and compared: on any difference (a Dagster upgrade
+    changing the encoding, say) the run falls back to serialising every event.
+    """
+
+    def __init__(self) -> None:
+        self._shape: EventLogEntry | None = None  # the template's event, with the marks
+        self._parts: tuple[str, str, str] | None = None  # its JSON around the day and the time
+        self._checked = False
+
+    def serialize(self, events: Sequence[EventLogEntry]) -> list[str]:
+        return [self._one(entry) for entry in events]
+
+    def _one(self, entry: EventLogEntry) -> str:
+        day = _day_of(entry)
+        if day is None:
+            return serialize_value(entry)
+        shape = _day_and_time(entry, _DAY_MARK, _TIME_MARK)
+        if shape != self._shape:
+            self._shape, self._parts, self._checked = shape, self._split(shape), False
+        if self._parts is None:
+            return serialize_value(entry)
+        before, between, after = self._parts
+        text = f"{before}{json.dumps(day)}{between}{float.__repr__(entry.timestamp)}{after}"
+        if not self._checked:
+            self._checked = True
+            full = serialize_value(entry)
+            if full != text:
+                self._parts = None
+                return full
+        return text
+
+    @staticmethod
+    def _split(shape: EventLogEntry) -> tuple[str, str, str] | None:
+        text = serialize_value(shape)
+        day, time = json.dumps(_DAY_MARK), float.__repr__(_TIME_MARK)
+        if text.count(day) != 1 or text.count(time) != 1 or text.index(day) > text.index(time):
+            return None
+        before, rest = text.split(day)
+        between, after = rest.split(time)
+        return before, between, after
 
 
 class ProjectSqliteStorage(DagsterSqliteStorage):
