@@ -8,7 +8,7 @@ import datetime as dt
 import shutil
 
 import pytest
-from dagster import AssetCheckKey, AssetKey, DagsterInstance
+from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
@@ -120,6 +120,37 @@ def test_each_check_has_one_execution_per_run_and_none_left_planned(backfilled):
         )
         assert [(h.run_id, h.status) for h in history] == [(run_id, AssetCheckExecutionRecordStatus.SUCCEEDED)]
         assert history[0].evaluation.passed
+
+
+def test_the_checks_of_a_one_day_step_look_their_target_up_once_and_name_it(tmp_path, monkeypatch):
+    looked_up: list[AssetRecordsFilter] = []
+    original = SqliteEventLogStorage.fetch_materializations
+    monkeypatch.setattr(SqliteEventLogStorage, "fetch_materializations",
+                        lambda self, query, *args, **kwargs: looked_up.append(query) or original(self, query, *args, **kwargs))
+    day = LAST.isoformat()
+    with stand_in(tmp_path, FakePortal(SPECS), SPECS) as env, env.activated():
+        instance = DagsterInstance.get()
+        job = build_definitions().resolve_job_def(PIPELINE_JOB)
+        run_id = job.execute_in_process(instance=instance, tags={"dagster/partition": day}).run_id
+        records = instance.get_records_for_run(run_id, limit=1000).records
+        asset_keys = {r.event_log_entry.dagster_event.asset_key for r in records
+                      if r.event_log_entry.dagster_event_type == DagsterEventType.ASSET_MATERIALIZATION}
+        assert len(asset_keys) == 3 * len(SPECS)
+        in_run = len(looked_up)
+        # outside a step nothing is remembered: each look-up reaches the database
+        materialised = {}
+        for key in asset_keys:
+            latest = instance.fetch_materializations(AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1)
+            assert latest.records[0].run_id == run_id
+            materialised[key] = latest.records[0].storage_id
+        assert len(looked_up) == in_run + len(asset_keys)
+    evaluations = [r.event_log_entry.dagster_event.asset_check_evaluation_data for r in records
+                   if r.event_log_entry.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert len(evaluations) > len(materialised)  # several checks per asset
+    assert all(e.target_materialization_data.storage_id == materialised[e.asset_key] for e in evaluations)
+    # inside the run: one look-up of the day's latest materialisation per asset, whatever its number of checks
+    assert sorted(q.asset_key.to_user_string() for q in looked_up[:in_run] if q.asset_partitions == [day]) == sorted(
+        key.to_user_string() for key in materialised)
 
 
 def test_the_run_summary_reads_the_figures_of_a_range(tmp_path, capsys):
