@@ -14,6 +14,8 @@ This subclass keeps the schema, files and semantics and changes how they are wri
   the first is serialised, the others are that JSON with their day and time put in (checked
   against a full serialisation once per output; serialising each took ~0.2 ms, 4 s of a
   20-station year);
+- an event Dagster keeps in the run's log only (step starts, outputs, logs: most events of a
+  one-day run) is inserted with a statement compiled once: ~0.55 ms instead of ~0.9 ms;
 - while a step runs in this process, the latest materialisation of an asset's partition is looked
   up once, not once per check result (Dagster asks it for each result of a one-day step to name
   the check's target: 450 look-ups of ~3 ms for a day of 50 stations). A materialisation stored
@@ -43,7 +45,13 @@ from typing import Any
 import sqlalchemy as db
 import yaml
 from dagster import AssetKey, DagsterInstance
-from dagster._core.events import ASSET_EVENTS, DagsterEventType, StepMaterializationData
+from dagster._core.events import (
+    ASSET_CHECK_EVENTS,
+    ASSET_EVENTS,
+    EVENT_TYPE_TO_PIPELINE_RUN_STATUS,
+    DagsterEventType,
+    StepMaterializationData,
+)
 from dagster._core.events.log import EventLogEntry
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
@@ -64,7 +72,8 @@ _BATCHED = {
     DagsterEventType.ASSET_MATERIALIZATION_PLANNED,
     _PLANNED_CHECK,
 }
-
+# what Dagster also mirrors in the index shard (assets, checks, run status): stored its way
+_INDEXED = ASSET_EVENTS | ASSET_CHECK_EVENTS | set(EVENT_TYPE_TO_PIPELINE_RUN_STATUS)
 _STEP_BOUNDS = {
     DagsterEventType.STEP_START,
     DagsterEventType.STEP_SUCCESS,
@@ -174,8 +183,11 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         try:
             if event.dagster_event_type == _PLANNED_CHECK:
                 self._store_batch([event])
-            else:
+            elif event.dagster_event_type in _INDEXED:
                 super().store_event(event)
+            else:  # the run's own log only, as Dagster does, with a statement compiled once
+                with self.run_connection(event.run_id) as conn:
+                    conn.execute(SqlEventLogStorageTable.insert(), self._row(event, serialize_value(event)))
         finally:
             self._seen([event])
 
