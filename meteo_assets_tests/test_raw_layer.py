@@ -2,6 +2,7 @@
 
 import datetime as dt
 import os
+import random
 import time
 
 import pytest
@@ -51,6 +52,56 @@ def test_split_then_join_loses_nothing_on_a_real_export():
     assert joined.startswith(header)
     assert sorted(joined.splitlines(keepends=True)[1:]) == sorted(body)
     assert sum(p.count(b"\n") - 1 for p in parts.values()) == len(body)
+
+
+def split_line_by_line(content: bytes, days: list[dt.date]) -> dict[dt.date, bytes]:
+    """The plain reading of `split_by_day`'s contract, one line at a time: the oracle for its numpy form."""
+    lines = content.splitlines(keepends=True)
+    if not lines:
+        return {day: b"" for day in days}
+    fields = lines[0].rstrip(b"\r\n").split(b";")
+    column = fields.index(b"heure_de_paris") if b"heure_de_paris" in fields else None
+    body: dict[dt.date, list[bytes]] = {day: [] for day in days}
+    for text in lines[1:]:
+        parts = text.split(b";", column + 1) if column is not None else []
+        own = aware_day(parts[column]) if len(parts) > column else None
+        body[own if own in body else days[0]].append(text)
+    return {day: lines[0] + b"".join(texts) for day, texts in body.items()}
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_split_matches_a_line_by_line_reading_on_messy_exports(seed):
+    """Shuffled generated lines with every form seen or feared: CRLF and LF, a lone CR, padded and
+    `Z` stamps, offsets of minutes, missing fields, junk, an unterminated last line, the timestamp
+    as the last field, and repeated days in the request."""
+    rng = random.Random(seed)
+    spec = default_network(1, "2020-10-20", "2020-10-30", seed=seed)[0]
+    portal = FakePortal([spec])
+    header = ";".join(portal.header(spec.dataset_id)).encode()
+    if seed % 3 == 2:  # the timestamp as the last field
+        names = header.split(b";")
+        header = b";".join([n for n in names if n != b"heure_de_paris"] + [b"heure_de_paris"])
+    lines = [text + rng.choice([b"\r\n", b"\n"]) for text in portal.lines(spec.dataset_id)]
+    lines = [odd_form(text, rng) if rng.random() < 0.05 else text for text in lines]
+    rng.shuffle(lines[: len(lines) // 3])
+    lines += [b"5,5120252227E+023;;;\r\n", b"just one field\n", b"a;b\rc;d\n", b";;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;\n"]
+    rng.shuffle(lines)
+    content = header + b"\r\n" + b"".join(lines)
+    content = content.rstrip(b"\r\n") if seed % 2 else content
+    days = [dt.date(2020, 10, 21) + dt.timedelta(days=i) for i in range(7)] + [dt.date(2020, 10, 22)]
+    expected = split_line_by_line(content, list(dict.fromkeys(days)))
+    assert split_by_day(content, days) == expected
+    assert split_by_day(b"", days) == {day: b"" for day in days}
+    assert split_by_day(header + b"\n", days[:2]) == {day: header + b"\n" for day in days[:2]}
+
+
+def odd_form(text: bytes, rng: random.Random) -> bytes:
+    """The same line with its timestamp in another form (padded, `Z`, an offset of minutes, broken)."""
+    stamp = next((field for field in text.split(b";") if len(field) == 25 and field[10:11] == b"T"), None)
+    if stamp is None:  # the generator's junk lines have no timestamp
+        return text
+    other = rng.choice([b" " + stamp + b" ", stamp[:19] + b"Z", stamp[:19] + b"+05:30", stamp[:14] + b"99" + stamp[16:], b""])
+    return text.replace(stamp, other, 1)
 
 
 def test_join_keeps_one_csv_per_schema():
@@ -113,6 +164,15 @@ def test_folders_a_killed_writer_left_are_removed_once_old(tmp_path):
 
 def paris_day(stamp: bytes) -> dt.date:
     return dt.datetime.fromisoformat(stamp.strip().decode()).astimezone(PARIS).date()
+
+
+def aware_day(stamp: bytes) -> dt.date | None:
+    """The Paris day of an ISO instant with an offset; None for anything else."""
+    try:
+        instant = dt.datetime.fromisoformat(stamp.strip().decode())
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return instant.astimezone(PARIS).date() if instant.tzinfo else None
 
 
 def stamp_day(stamp: bytes) -> dt.date | None:
