@@ -142,11 +142,13 @@ def _typed(table: pa.Table) -> pd.DataFrame:
 def _to_float(texts: pa.ChunkedArray) -> np.ndarray:
     """Numbers from texts, vectorised in Arrow: NaN where a text is not a number or overflows."""
     trimmed = pc.utf8_trim_whitespace(texts)
-    word = pc.match_substring_regex(trimmed, _NUMBER_WORD)
-    readable = pc.or_(pc.match_substring_regex(trimmed, _NUMBER), word)
-    values = pc.cast(pc.if_else(readable, trimmed, pa.scalar(None, pa.string())), pa.float64())
-    overflow = pc.and_(pc.is_inf(values), pc.invert(word))  # "1e400": out of a double's range
-    return pc.if_else(overflow, pa.scalar(None, pa.float64()), values).to_numpy(zero_copy_only=False)
+    number = pc.match_substring_regex(trimmed, _NUMBER)
+    values = pc.cast(pc.if_else(number, trimmed, pa.scalar(None, pa.string())), pa.float64())
+    values = pc.if_else(pc.is_inf(values), pa.scalar(None, pa.float64()), values)  # "1e400": out of a double's range
+    if not pc.all(pc.or_(number, pc.equal(trimmed, ""))).as_py():  # rare: other texts, maybe "inf" or "NaN"
+        word = pc.match_substring_regex(trimmed, _NUMBER_WORD)
+        values = pc.if_else(word, pc.cast(pc.if_else(word, trimmed, pa.scalar(None, pa.string())), pa.float64()), values)
+    return values.to_numpy(zero_copy_only=False)
 
 
 def concat_parsed(exports: Iterable[ParsedExport]) -> pd.DataFrame:
