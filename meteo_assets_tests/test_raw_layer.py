@@ -74,7 +74,7 @@ def test_split_matches_a_line_by_line_reading_on_messy_exports(seed):
     """Shuffled generated lines with every form seen or feared: CRLF and LF, a lone CR, padded and
     `Z` stamps, offsets of minutes, missing fields, junk, an unterminated last line, the timestamp
     as the last field, and repeated days in the request."""
-    rng = random.Random(seed)
+    rng = random.Random(seed)  # noqa: S311 -- test data, not security
     spec = default_network(1, "2020-10-20", "2020-10-30", seed=seed)[0]
     portal = FakePortal([spec])
     header = ";".join(portal.header(spec.dataset_id)).encode()
