@@ -45,8 +45,7 @@ def split_by_day(content: bytes, days: Sequence[dt.date]) -> dict[dt.date, bytes
     if stops.size:
         for day, first, last in zip(line_day[run_first].tolist(), starts[run_first].tolist(), stops[run_last].tolist()):
             pieces.setdefault(day, []).append(content[first:last])
-    parts = {day: header + b"".join(pieces.get(i, ())) for i, day in enumerate(order)}
-    return parts
+    return {day: header + b"".join(pieces.get(i, ())) for i, day in enumerate(order)}
 
 
 def _line_ends(content: bytes) -> np.ndarray:
