@@ -133,15 +133,19 @@ class _DayGroups:
     def count(self, column: pd.Series) -> np.ndarray:
         return self._per_day(column.notna().to_numpy()[self.order].astype(float), np.add, 0.0)
 
+    def sum(self, values: np.ndarray) -> np.ndarray:
+        """The sum of each day's non-null values (0 for a day without any)."""
+        return self._per_day(np.nan_to_num(values[self.order], nan=0.0), np.add, 0.0)
+
     def aggregate(self, column: pd.Series, how: str) -> np.ndarray:
         """min/max/sum/mean of the non-null values of each day; null for a day without any (sum: 0)."""
-        values = column.to_numpy(dtype=float, na_value=np.nan)[self.order]
+        values = column.to_numpy(dtype=float, na_value=np.nan)
         if how in ("min", "max"):  # fmin/fmax skip nulls, and give null when all are
-            return self._per_day(values, np.fmin if how == "min" else np.fmax, np.nan)
-        total = self._per_day(np.nan_to_num(values, nan=0.0), np.add, 0.0)
+            return self._per_day(values[self.order], np.fmin if how == "min" else np.fmax, np.nan)
+        total = self.sum(values)
         if how == "sum":
             return total
-        counts = self._per_day((~np.isnan(values)).astype(float), np.add, 0.0)
+        counts = self.count(column)
         with np.errstate(invalid="ignore", divide="ignore"):
             return np.where(counts > 0, total / counts, np.nan)
 
@@ -153,8 +157,8 @@ def _mean_wind_direction(clean: pd.DataFrame, by_day: _DayGroups) -> np.ndarray:
     blowing = (speed > 0) & ~np.isnan(direction)
     radians = np.deg2rad(direction)
     weight = np.where(blowing, speed, 0.0)
-    east = by_day.aggregate(pd.Series(np.where(blowing, weight * np.sin(radians), 0.0)), "sum")
-    north = by_day.aggregate(pd.Series(np.where(blowing, weight * np.cos(radians), 0.0)), "sum")
-    total = by_day.aggregate(pd.Series(weight), "sum")
+    east = by_day.sum(np.where(blowing, weight * np.sin(radians), 0.0))
+    north = by_day.sum(np.where(blowing, weight * np.cos(radians), 0.0))
+    total = by_day.sum(weight)
     degrees = round_half_away_from_zero(np.rad2deg(np.arctan2(east, north)), 2) % 360.0
     return np.where(np.hypot(east, north) > _CALM_RESULTANT * total, degrees, np.nan)
