@@ -12,7 +12,7 @@ from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterEventTyp
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import AssetEventTagsTable, SqlEventLogStorageTable
 from dagster_shared.serdes import deserialize_value, serialize_value
 from sqlalchemy import select
 
@@ -88,6 +88,29 @@ def test_the_stored_events_are_dagsters_own_serialisation(backfilled):
     assert sum(e.dagster_event_type == "ASSET_MATERIALIZATION" for e in entries) == 6 * len(DAYS)
     assert texts == [serialize_value(e) for e in entries]
     assert [storage._row(e, serialize_value(e)) for e in entries] == [storage._event_to_row(e) for e in entries]
+
+
+def test_the_indexed_tags_are_those_dagster_stores(backfilled):
+    """Each materialisation's data version goes to the tags table (the UI's staleness reads it),
+    row for row as Dagster's own `_store_asset_event_tags` would write it."""
+    instance, run_id = backfilled
+    storage = instance.event_log_storage
+    with storage.index_connection() as conn:
+        stored = {tuple(row) for row in conn.execute(select(
+            AssetEventTagsTable.c.event_id, AssetEventTagsTable.c.asset_key, AssetEventTagsTable.c.key,
+            AssetEventTagsTable.c.value, AssetEventTagsTable.c.event_timestamp))}
+        events = [(row.id, deserialize_value(row.event)) for row in conn.execute(  # the index's ids
+            select(SqlEventLogStorageTable.c.id, SqlEventLogStorageTable.c.event).where(
+                SqlEventLogStorageTable.c.run_id == run_id,
+                SqlEventLogStorageTable.c.dagster_event_type == "ASSET_MATERIALIZATION"))]
+    expected = {
+        (event_id, entry.dagster_event.asset_key.to_string(), key, value, storage._event_insert_timestamp(entry))
+        for event_id, entry in events
+        for key, value in SqliteEventLogStorage._tags_for_asset_event(storage, entry).items()
+    }
+    assert len(events) == 6 * len(DAYS) and len(expected) >= len(events)
+    assert {key for _, _, key, _, _ in expected} == {"dagster/data_version"}
+    assert {row for row in stored if row[0] in {event_id for event_id, _ in events}} == expected
 
 
 def test_days_that_differ_in_more_than_day_and_time_are_serialised_apart(backfilled, monkeypatch):

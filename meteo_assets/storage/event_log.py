@@ -57,7 +57,11 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
 from dagster._core.storage.event_log.base import AssetRecordsFilter, EventRecordsResult
-from dagster._core.storage.event_log.schema import AssetCheckExecutionsTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    AssetEventTagsTable,
+    SqlEventLogStorageTable,
+)
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes.config_class import ConfigurableClassData
@@ -201,7 +205,8 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         if not events or any(e.dagster_event_type not in _BATCHED for e in events):
             super().store_event_batch(events)
             return
-        rows = [self._row(event, text) for event, text in zip(events, _DaysSerializer().serialize(events))]
+        names = _KeyNames()
+        rows = [self._row(event, text, names) for event, text in zip(events, _DaysSerializer().serialize(events))]
         for run_id in {event.run_id for event in events}:
             with self.run_connection(run_id) as conn:
                 conn.execute(SqlEventLogStorageTable.insert(), [r for r in rows if r["run_id"] == run_id])
@@ -211,7 +216,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             ids = [row.id for row in inserted]
             asset_events = [(e, i) for e, i in zip(events, ids) if e.dagster_event_type in ASSET_EVENTS]
             if asset_events:
-                self._store_asset_event_tags(conn, [e for e, _ in asset_events], [i for _, i in asset_events])
+                self._store_tags(conn, asset_events, names)
             latest = {}
             for event, event_id in asset_events:
                 latest[(event.dagster_event_type, event.dagster_event.asset_key)] = (event, event_id)
@@ -221,18 +226,45 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             if planned_checks:
                 conn.execute(AssetCheckExecutionsTable.insert(), planned_checks)
 
-    def _row(self, entry: EventLogEntry, text: str) -> dict[str, Any]:
+    def _row(self, entry: EventLogEntry, text: str, names: _KeyNames | None = None) -> dict[str, Any]:
         """Dagster's `_event_to_row` for an event already serialised as `text`."""
         event = entry.dagster_event
+        asset_key = event.asset_key if event else None
         return {
             "run_id": entry.run_id,
             "event": text,
             "dagster_event_type": event.event_type_value if event else None,
             "timestamp": self._event_insert_timestamp(entry),
             "step_key": event.step_key if event else entry.step_key,
-            "asset_key": event.asset_key.to_string() if event and event.asset_key else None,
+            "asset_key": (names or _KeyNames())[asset_key] if asset_key else None,
             "partition": (event.partition or None) if event else None,
         }
+
+    def _store_tags(self, conn: Connection, asset_events: list[tuple[EventLogEntry, int]], names: _KeyNames) -> None:
+        """Dagster's `_store_asset_event_tags` (the indexed tags of each asset event: its data
+        version), asking which tags to index once per set of tag names rather than once per event:
+        the days of a ranged output share theirs."""
+        if not self.has_table(AssetEventTagsTable.name):
+            return
+        indexed: dict[frozenset[str], set[str]] = {}
+        rows = []
+        for entry, event_id in asset_events:
+            event = entry.get_dagster_event()
+            if event.is_step_materialization:
+                tags = event.step_materialization_data.materialization.tags or {}
+            elif event.is_asset_observation:
+                tags = event.asset_observation_data.asset_observation.tags or {}
+            else:
+                continue
+            keep = indexed.get(frozenset(tags))
+            if keep is None:
+                keep = indexed[frozenset(tags)] = self.get_asset_tags_to_index(set(tags))
+            if keep:
+                asset, stamp = names[event.asset_key], self._event_insert_timestamp(entry)
+                rows.extend({"event_id": event_id, "asset_key": asset, "key": key, "value": value,
+                             "event_timestamp": stamp} for key, value in tags.items() if key in keep)
+        if rows:
+            conn.execute(AssetEventTagsTable.insert(), rows)
 
     def _planned_check_row(self, event: EventLogEntry, event_id: int) -> dict[str, Any]:
         planned = event.get_dagster_event().asset_check_planned_data
@@ -333,6 +365,14 @@ class _DaysSerializer:
         before, rest = text.split(day)
         between, after = rest.split(time)
         return before, between, after
+
+
+class _KeyNames(dict):
+    """Asset keys' stored texts (a JSON list each), worked out once per batch."""
+
+    def __missing__(self, key: AssetKey) -> str:
+        self[key] = key.to_string()
+        return self[key]
 
 
 class ProjectSqliteStorage(DagsterSqliteStorage):
