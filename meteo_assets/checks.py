@@ -135,14 +135,19 @@ def raw_check_results(station: Station, raw: RawDays) -> Iterator[AssetCheckResu
         )
 
 
-def clean_check_results(station: Station, raw: RawDays, clean: pd.DataFrame) -> Iterator[AssetCheckResult]:
-    settings, at = station.contract, run_label(station, sorted(raw))
-    verdicts = {
+def clean_check_verdicts(station: Station, raw: RawDays, clean: pd.DataFrame) -> dict[str, Verdict]:
+    """The clean checks' verdicts: plain data, computed with the clean rows (also in a worker process)."""
+    settings = station.contract
+    return {
         REJECTED_SHARE: quality.rejected_share(quality.raw_rows_by_day(raw), clean, settings.max_rejected_share),
         TEMPERATURE_STEPS: quality.temperature_steps(clean, settings.max_temperature_step_c),
         FLAT_LINES: quality.flat_lines(clean, settings.flat_temperature_hours, settings.flat_humidity_hours),
         GUST_NOT_BELOW_MEAN: quality.gust_below_mean(clean),
     }
+
+
+def clean_check_results(station: Station, days: Sequence[str], verdicts: dict[str, Verdict]) -> Iterator[AssetCheckResult]:
+    at = run_label(station, days)
     for name, verdict in verdicts.items():
         yield _result(name, verdict, AssetCheckSeverity.WARN, at)
 

@@ -27,8 +27,10 @@ from dagster import (
     asset,
 )
 
+from meteo_assets.assets.ahead import CleanAhead
 from meteo_assets.checks import (
     clean_check_results,
+    clean_check_verdicts,
     clean_check_specs,
     daily_check_results,
     daily_check_specs,
@@ -50,6 +52,7 @@ from meteo_assets.transform import (
     daily_summary,
     parse_export,
 )
+from meteo_assets.transform.quality import Verdict
 
 # A long range is fetched in windows of up to a quarter: a station-quarter is ~2 MB of CSV, and a
 # third as many requests as monthly windows take a fifth off the raw layer of a year's backfill
@@ -89,16 +92,19 @@ def export_requests(
     return [(chunk, ExportRequest(ds, *utc_span(chunk, partitions), label)) for ds in station.datasets for chunk in chunks]
 
 
-def stations_after(context: AssetExecutionContext, station: Station, network: Mapping[str, Station]) -> list[Station]:
-    """The stations whose raw step this run executes after this one's (the in-process executor
-    takes them in key order): their exports can download while this step records its days."""
-    keys = sorted(k.path[1] for k in context.job_def.asset_layer.selected_asset_keys if k.path[0] == "raw")
+def stations_after(
+    context: AssetExecutionContext, station: Station, network: Mapping[str, Station], layer: str
+) -> list[Station]:
+    """The stations whose `layer` step this run executes after this one's (the in-process executor
+    takes a layer's steps in key order): their exports can download, or their raw days be cleaned,
+    while this step records its days."""
+    keys = sorted(k.path[1] for k in context.job_def.asset_layer.selected_asset_keys if k.path[0] == layer)
     steps = context.run.step_keys_to_execute  # a re-execution may run only some of them
-    return [network[k] for k in keys if k > station.key and k in network and (steps is None or f"raw__{k}" in steps)]
+    return [network[k] for k in keys if k > station.key and k in network and (steps is None or f"{layer}__{k}" in steps)]
 
 
 def station_assets(station: Station, partitions: PartitionsDefinition, network: Mapping[str, Station]) -> list[AssetsDefinition]:
-    """`network`: every station by key, for the exports fetched ahead (`stations_after`)."""
+    """`network`: every station by key, for the work started ahead of a step (`stations_after`)."""
     key = station.key
     tags = {"station": key}
     common = dict(partitions_def=partitions, backfill_policy=BackfillPolicy.single_run(), tags=tags)
@@ -122,7 +128,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
         stats: dict[str, SourceStats] = defaultdict(SourceStats)
         planned = export_requests(station, days, partitions)
         # only the stations the resource may fetch ahead: planning a full history's requests takes ~1 ms a station
-        following = stations_after(context, station, network)[:LOOKAHEAD]
+        following = stations_after(context, station, network, "raw")[:LOOKAHEAD]
         ahead = [[r for _, r in export_requests(s, days, partitions)] for s in following]
         try:
             exports = portal.exports([r for _, r in planned], ahead, run_id=context.run.run_id)
@@ -181,41 +187,18 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
         check_specs=clean_check_specs(AssetKey(["clean", key])),
         **common,
     )
-    def clean(context: AssetExecutionContext, raw: RawDays) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
-        days = run_days(context)
-        label = f"station {key}, partition {describe_range(days)}"
-        parsed, malformed, schema_fields = [], 0, set()
-        for dataset in station.datasets:
-            for csv in join_days(files[dataset] for files in raw.values() if dataset in files):
-                try:
-                    export = parse_export(csv)
-                except UnknownSchemaError as exc:
-                    raise Failure(description=f"{label}, dataset {dataset}: {exc}") from exc
-                parsed.append(export.frame)
-                malformed += export.malformed_rows
-                schema_fields.add(export.schema_fields)
-        frame = pd.concat(parsed, ignore_index=True) if parsed else None
-        result = clean_observations(
-            frame if frame is not None else parse_export(b"").frame,
-            station=key,
-            sensor_id=station.sensor_id,
-            now=dt.datetime.now(dt.timezone.utc),
-            settings=station.contract,
-            window=utc_span(days, partitions),
-        )
-        rejected = sum(result.rejected.values())
-        yield Output(
-            result.frame,
-            metadata=run_metadata(context, days, len(result.frame), {
-                "rows_in": result.rows_in,
-                "rows_rejected": rejected + malformed,
-                "malformed_rows": malformed,
-                **{f"rejected_{rule}": n for rule, n in result.rejected.items()},
-                **{f"flagged_{rule}": n for rule, n in result.flagged.items()},
-                "schema_fields": MetadataValue.text(", ".join(map(str, sorted(schema_fields))) or "none"),
-            }),
-        )
-        yield from clean_check_results(station, raw, result.frame)
+    def clean(
+        context: AssetExecutionContext, raw: RawDays, clean_ahead: CleanAhead
+    ) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
+        days, run_id = run_days(context), context.run.run_id
+        window = utc_span(days, partitions)
+        worked = clean_ahead.take(run_id, key, days, raw)
+        # the next stations' raw days are cleaned ahead while Dagster records this step's days
+        following = stations_after(context, station, network, "clean")
+        clean_ahead.submit(run_id, clean_days, [(s, days, window) for s in following])
+        worked = worked or clean_days(station, raw, days, window)
+        yield Output(worked.frame, metadata=run_metadata(context, days, len(worked.frame), worked.figures))
+        yield from clean_check_results(station, sorted(raw), worked.verdicts)
 
     @asset(
         key=AssetKey(["daily", key]),
@@ -258,6 +241,53 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
         yield from daily_check_results(station, frame, history)
 
     return [raw, clean, daily]
+
+
+@dataclass
+class CleanedDays:
+    """A clean step's work on its raw days: rows, figures for the Output's metadata, check verdicts
+    (plain data: it may come from the worker process, and Dagster's check results do not unpickle)."""
+
+    frame: pd.DataFrame
+    figures: dict
+    verdicts: dict[str, Verdict]
+
+
+def clean_days(
+    station: Station, raw: RawDays, days: list[dt.date], window: tuple[dt.datetime, dt.datetime]
+) -> CleanedDays:
+    """Parse every source dataset's days, apply the data contract, run the clean checks (also in the
+    `CleanAhead` worker, hence no Dagster context here)."""
+    label = f"station {station.key}, partition {describe_range(days)}"
+    parsed, malformed, schema_fields = [], 0, set()
+    for dataset in station.datasets:
+        for csv in join_days(files[dataset] for files in raw.values() if dataset in files):
+            try:
+                export = parse_export(csv)
+            except UnknownSchemaError as exc:
+                raise Failure(description=f"{label}, dataset {dataset}: {exc}") from exc
+            parsed.append(export.frame)
+            malformed += export.malformed_rows
+            schema_fields.add(export.schema_fields)
+    frame = pd.concat(parsed, ignore_index=True) if parsed else None
+    result = clean_observations(
+        frame if frame is not None else parse_export(b"").frame,
+        station=station.key,
+        sensor_id=station.sensor_id,
+        now=dt.datetime.now(dt.timezone.utc),
+        settings=station.contract,
+        window=window,
+    )
+    rejected = sum(result.rejected.values())
+    figures = {
+        "rows_in": result.rows_in,
+        "rows_rejected": rejected + malformed,
+        "malformed_rows": malformed,
+        **{f"rejected_{rule}": n for rule, n in result.rejected.items()},
+        **{f"flagged_{rule}": n for rule, n in result.flagged.items()},
+        "schema_fields": MetadataValue.text(", ".join(map(str, sorted(schema_fields))) or "none"),
+    }
+    return CleanedDays(result.frame, figures, clean_check_verdicts(station, raw, result.frame))
 
 
 def run_metadata(context: AssetExecutionContext, days: list[dt.date], rows: int, details: dict) -> dict:

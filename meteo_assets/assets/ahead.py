@@ -1,0 +1,144 @@
+"""Clean steps worked ahead on the machine's other core.
+
+A run executes its steps one at a time in one process (the in-process executor: DuckDB takes one
+writer). While Dagster records the days of one station's clean step, a worker process parses and
+cleans the raw days of the next stations of the run, read from the raw layer's files. A step uses
+what was worked ahead only if the raw days it was handed are byte for byte those the worker read;
+otherwise, or when the worker failed, it does the work itself (and raises its own errors).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import multiprocessing
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from dagster import ConfigurableResource, InitResourceContext
+from pydantic import PrivateAttr
+
+from meteo_assets.config import Station
+from meteo_assets.storage.raw_files import RawDays, RawStore
+
+Window = tuple[dt.datetime, dt.datetime]
+# what a clean step computes from its raw days: (station, raw, days, UTC window) → its result
+Work = Callable[[Station, RawDays, list[dt.date], Window], Any]
+Key = tuple[str, str, tuple[dt.date, ...]]  # run id, station key, days
+
+
+def raw_digest(raw: RawDays) -> bytes:
+    """One digest of every day's files (names and lengths included, so no two layouts collide)."""
+    digest = hashlib.blake2b(digest_size=20)
+    for day in sorted(raw):
+        for dataset in sorted(raw[day]):
+            content = raw[day][dataset]
+            digest.update(f"{day}/{dataset}/{len(content)}\n".encode())
+            digest.update(content)
+    return digest.digest()
+
+
+def _work_from_files(work: Work, raw_dir: str, station: Station, days: list[dt.date], window: Window) -> tuple[bytes, Any]:
+    """In the worker: the station's raw days as the raw IO manager reads them, then the work. A
+    failure comes back as None: the step then does the work and raises the error with its context
+    (and Dagster's errors do not all survive pickling)."""
+    try:
+        stored = RawStore(raw_dir).read_days(station.key, days)
+        raw = {day.isoformat(): files for day, files in stored.items()}
+        return raw_digest(raw), work(station, raw, days, window)
+    except Exception:  # noqa: BLE001
+        return b"", None
+
+
+class CleanAhead(ConfigurableResource):
+    """Works the next stations' clean steps of a run in a worker process (see the module docstring).
+
+    `raw_dir`: the raw layer's folder, which the worker reads (unset with S3 storage: every step
+    then does its own work). `depth`: stations worked ahead of the current one; each waiting
+    result holds one station's clean rows for the run's range in memory.
+    """
+
+    raw_dir: str | None = None
+    depth: int = 2
+
+    _pool: ProcessPoolExecutor | None = PrivateAttr(default=None)  # set once its worker is up
+    _starter: threading.Thread | None = PrivateAttr(default=None)
+    _futures: dict[Key, Future] = PrivateAttr(default_factory=dict)
+    _broken: bool = PrivateAttr(default=False)
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        selection = context.run.asset_selection if context.run is not None else None
+        if selection is None or sum(key.path[0] == "clean" for key in selection) > 1:
+            self.start()
+
+    def start(self) -> None:
+        """Start the worker on a thread: the fork server first imports the project (~1.5 s), and no
+        step waits for that (until it is up, steps clean their own days)."""
+        with self._lock:
+            if self._starter is None and self.raw_dir is not None and self.depth > 0:
+                self._starter = threading.Thread(target=self._start_pool, name="clean-ahead-start", daemon=True)
+                self._starter.start()
+
+    def started(self, timeout: float | None = None) -> bool:
+        """Wait for the worker to be up (at most `timeout` seconds); False if it is not."""
+        self.start()
+        if self._starter is not None:
+            self._starter.join(timeout)
+        return self._pool is not None
+
+    def _start_pool(self) -> None:
+        # a fork server, not a fork of this process: the run has threads (downloads, Dagster's)
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["meteo_assets.assets.stations"])
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        try:
+            pool.submit(int).result()  # the worker process starts with a first task
+        except Exception:  # noqa: BLE001 — no worker (no room for a process?): steps do their own work
+            pool.shutdown(wait=False, cancel_futures=True)
+            self._broken = True
+            return
+        self._pool = pool
+
+    def submit(self, run_id: str, work: Work, upcoming: Sequence[tuple[Station, list[dt.date], Window]]) -> None:
+        """Have the first `depth` of the `upcoming` steps worked ahead; drop what was started for others
+        (a station whose raw step failed has no clean step to take it)."""
+        wanted = {(run_id, s.key, tuple(days)): (s, days, window) for s, days, window in upcoming[: max(self.depth, 0)]}
+        for key in [k for k in self._futures if k not in wanted]:
+            self._futures.pop(key).cancel()
+        self.start()
+        pool = self._pool
+        if pool is None or self._broken:
+            return
+        for key, (station, days, window) in wanted.items():
+            if key not in self._futures:
+                try:
+                    self._futures[key] = pool.submit(_work_from_files, work, self.raw_dir, station, days, window)
+                except RuntimeError:  # the pool broke (a worker was killed) or is shutting down
+                    self._broken = True
+                    return
+
+    def take(self, run_id: str, station: str, days: list[dt.date], raw: RawDays) -> Any | None:
+        """The result worked ahead for these raw days, or None (not submitted, failed, or other bytes)."""
+        future = self._futures.pop((run_id, station, tuple(days)), None)
+        if future is None:
+            return None
+        try:
+            digest, result = future.result()
+        except BrokenProcessPool:  # the worker was killed (out of memory?): every step does its own work
+            self._broken = True
+            return None
+        return result if result is not None and digest == raw_digest(raw) else None
+
+    def teardown_after_execution(self, context: InitResourceContext) -> None:
+        for future in self._futures.values():
+            future.cancel()
+        self._futures.clear()
+        if self._starter is not None:
+            self._starter.join()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None

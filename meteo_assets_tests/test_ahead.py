@@ -1,0 +1,148 @@
+"""Clean steps worked ahead in a worker process (`assets/ahead.py`): same result as the step's own
+work, used only for the very bytes the step was handed, and a pipeline run that relies on it."""
+
+import datetime as dt
+import os
+
+import pandas as pd
+import pytest
+
+from meteo_assets.assets.ahead import CleanAhead, raw_digest
+from meteo_assets.assets.stations import clean_days
+from meteo_assets.config import load_network
+from meteo_assets.portal import PortalClient
+from meteo_assets.portal.days import split_by_day
+from meteo_assets.storage.raw_files import RawStore
+from meteo_assets_tests.fake_portal import FakePortal, default_network
+from meteo_assets_tests.stand_in import stand_in
+from meteo_assets_tests.test_pipeline import run_range, table
+
+SPECS = default_network(3, "2021-03-20", "2021-04-05", seed=5)
+DAYS = [dt.date(2021, 3, 27) + dt.timedelta(days=i) for i in range(4)]  # the spring DST change inside
+WINDOW = (dt.datetime(2021, 3, 26, 23, tzinfo=dt.timezone.utc), dt.datetime(2021, 3, 30, 22, tzinfo=dt.timezone.utc))
+
+
+def worker_pid(station, raw, days, window) -> int:
+    return os.getpid()
+
+
+def failing_work(station, raw, days, window):
+    raise ValueError(f"{station.key}: cannot")
+
+
+@pytest.fixture(scope="module")
+def stored(tmp_path_factory):
+    """Each station's raw days as the raw step stores them (from the stand-in portal's exports)."""
+    folder = tmp_path_factory.mktemp("ahead")
+    portal = FakePortal(SPECS)
+    with stand_in(folder, portal, SPECS) as env:
+        stations = load_network(env.folder / "datasets.toml").stations
+        store, raws = RawStore(folder / "raw"), {}
+        for station in stations:
+            days: dict[dt.date, dict[str, bytes]] = {day: {} for day in DAYS}
+            for dataset in station.datasets:
+                content = PortalClient(env.portal.url).export_csv(dataset, *WINDOW).content
+                for day, part in split_by_day(content, DAYS).items():
+                    days[day][dataset] = part
+            store.write_days(station.key, days)
+            raws[station.key] = {day.isoformat(): files for day, files in days.items()}
+    return folder / "raw", stations, raws
+
+
+@pytest.fixture
+def ahead(stored):
+    resource = CleanAhead(raw_dir=str(stored[0]))
+    assert resource.started(timeout=60)
+    yield resource
+    resource.teardown_after_execution(None)
+
+
+def test_the_worker_cleans_exactly_as_the_step_would(ahead, stored):
+    _, stations, raws = stored
+    ahead.submit("run-1", clean_days, [(s, DAYS, WINDOW) for s in stations])
+    for station in stations:
+        worked = ahead.take("run-1", station.key, DAYS, raws[station.key])
+        own = clean_days(station, raws[station.key], DAYS, WINDOW)
+        assert worked is not None, station.key
+        pd.testing.assert_frame_equal(worked.frame, own.frame)
+        assert len(own.frame) > 300 and worked.figures == own.figures and worked.verdicts == own.verdicts
+        ahead.submit("run-1", clean_days, [(s, DAYS, WINDOW) for s in stations if s.key > station.key])
+
+
+def test_work_runs_in_another_process_and_only_for_the_bytes_the_step_holds(ahead, stored):
+    _, stations, raws = stored
+    first, second = stations[:2]
+    ahead.submit("run-1", worker_pid, [(first, DAYS, WINDOW), (second, DAYS, WINDOW)])
+    assert ahead.take("run-1", first.key, DAYS, raws[first.key]) not in (None, os.getpid())
+    changed = {day: dict(files) for day, files in raws[second.key].items()}
+    changed[DAYS[1].isoformat()][second.dataset] += b"2021-03-28T10:00:00+00:00;junk\n"
+    assert raw_digest(changed) != raw_digest(raws[second.key])
+    assert ahead.take("run-1", second.key, DAYS, changed) is None  # other bytes: the step works itself
+    assert ahead.take("run-1", second.key, DAYS, raws[second.key]) is None  # taken once only
+
+
+def test_a_failure_or_another_run_or_range_gets_nothing(ahead, stored):
+    _, stations, raws = stored
+    station = stations[0]
+    ahead.submit("run-1", failing_work, [(station, DAYS, WINDOW)])
+    assert ahead.take("run-1", station.key, DAYS, raws[station.key]) is None
+    ahead.submit("run-1", worker_pid, [(station, DAYS, WINDOW)])
+    assert ahead.take("run-2", station.key, DAYS, raws[station.key]) is None
+    assert ahead.take("run-1", station.key, DAYS[:2], raws[station.key]) is None
+    assert ahead.take("run-1", station.key, DAYS, raws[station.key]) is not None
+
+
+def test_only_the_next_depth_stations_are_worked_ahead(stored):
+    raw_dir, stations, raws = stored
+    ahead = CleanAhead(raw_dir=str(raw_dir), depth=1)
+    assert ahead.started(timeout=60)
+    try:
+        ahead.submit("run-1", worker_pid, [(s, DAYS, WINDOW) for s in stations])
+        assert ahead.take("run-1", stations[1].key, DAYS, raws[stations[1].key]) is None  # beyond the depth
+        # the first station's step did not come (its raw step failed): its work is dropped
+        ahead.submit("run-1", worker_pid, [(s, DAYS, WINDOW) for s in stations[2:]])
+        assert ahead.take("run-1", stations[0].key, DAYS, raws[stations[0].key]) is None
+        assert ahead.take("run-1", stations[2].key, DAYS, raws[stations[2].key]) is not None
+    finally:
+        ahead.teardown_after_execution(None)
+
+
+def test_without_a_raw_folder_every_step_cleans_its_own_days(stored):
+    _, stations, raws = stored
+    ahead = CleanAhead()  # S3 storage
+    assert not ahead.started(timeout=5)
+    ahead.submit("run-1", worker_pid, [(stations[0], DAYS, WINDOW)])
+    assert ahead.take("run-1", stations[0].key, DAYS, raws[stations[0].key]) is None
+
+
+def test_a_pipeline_run_cleans_ahead_and_gets_the_same_tables(tmp_path, monkeypatch):
+    specs = default_network(4, "2020-10-01", "2020-10-20", seed=8)
+    served: list[bool] = []
+    take, setup = CleanAhead.take, CleanAhead.setup_for_execution
+
+    def spied(self, *args):
+        result = take(self, *args)
+        served.append(result is not None)
+        return result
+
+    def set_up_and_wait(self, context):
+        setup(self, context)
+        assert self.started(timeout=60)  # a short run's clean steps would otherwise come before the worker
+
+    tables = []
+    monkeypatch.setattr(CleanAhead, "take", spied)
+    monkeypatch.setattr(CleanAhead, "setup_for_execution", set_up_and_wait)
+    for ahead in (True, False):
+        if not ahead:
+            monkeypatch.setattr(CleanAhead, "submit", lambda self, *args: None)
+            monkeypatch.setattr(CleanAhead, "setup_for_execution", setup)
+        with stand_in(tmp_path / f"ahead-{ahead}", FakePortal(specs), specs) as env, env.activated():
+            assert run_range(dt.date(2020, 10, 5), dt.date(2020, 10, 15)).success
+            keys = [s.key for s in load_network(env.folder / "datasets.toml").stations]
+            tables.append({key: (table("clean", key), table("daily", key)) for key in keys})
+        assert served == ([False, True, True, True] if ahead else [False] * 4)  # the first step cleans its own days
+        served.clear()
+    assert sum(len(clean) for clean, _ in tables[0].values()) > 3000
+    for key, (clean, daily) in tables[0].items():
+        pd.testing.assert_frame_equal(clean, tables[1][key][0])
+        pd.testing.assert_frame_equal(daily, tables[1][key][1])
