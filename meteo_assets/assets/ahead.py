@@ -93,7 +93,7 @@ class CleanAhead(ConfigurableResource):
     def _start_pool(self) -> None:
         # a fork server, not a fork of this process: the run has threads (downloads, Dagster's)
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(["meteo_assets.assets.stations"])
+        context.set_forkserver_preload(["meteo_assets.assets._worker_stdio", "meteo_assets.assets.stations"])
         pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
         try:
             pool.submit(int).result()  # the worker process starts with a first task
