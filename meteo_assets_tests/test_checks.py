@@ -5,12 +5,26 @@ import datetime as dt
 
 import pandas as pd
 import pytest
-from dagster import AssetKey, AssetMaterialization, AssetObservation, DagsterEventType, DagsterInstance, MetadataValue
+from dagster import (
+    AssetCheckExecutionContext,
+    AssetKey,
+    AssetMaterialization,
+    AssetObservation,
+    AssetSelection,
+    AssetSpec,
+    DagsterEventType,
+    DagsterInstance,
+    Definitions,
+    MetadataValue,
+    define_asset_job,
+    multi_asset_check,
+)
 from dagster._core.events import DagsterEvent, StepMaterializationData
 
 from meteo_assets.checks import FRESH_UNTIL_KEY, freshness_result, station_freshness_checks
 from meteo_assets.config import load_network
 from meteo_assets.definitions import PIPELINE_JOB, build_definitions
+from meteo_assets.partitions import daily_partitions
 from meteo_assets.portal.days import split_by_day
 from meteo_assets.transform import (
     PARIS,
@@ -291,6 +305,46 @@ def test_freshness_check_on_an_instance_with_controlled_materialisation_times(tm
     stopped = freshness_result(instance, key, station, now + dt.timedelta(hours=4))
     assert not stopped.passed and "newest observation for this station is from 2026-03-10 13:30 UTC (stopped reporting?)" in stopped.description
     assert stopped.metadata["portal_newest_observation"].value == paris("2026-03-10 14:30").timestamp()
+
+
+def test_the_freshness_step_reports_as_dagsters_own_check_results_would(tmp_path):
+    """The freshness step yields each check's output and evaluation itself, the asset's latest
+    materialisation looked up in one query (`checks.evaluated`): the same evaluations as Dagster
+    builds from `AssetCheckResult`s, and nothing in the run log about missing outputs."""
+    (tmp_path / "datasets.toml").write_text(f'[[stations]]\ndataset = "{SPEC.dataset_id}"\n', encoding="utf-8")
+    network = load_network(tmp_path / "datasets.toml")
+    station = network.stations[0]
+    checks = station_freshness_checks([station])
+    specs = [AssetSpec(key, partitions_def=daily_partitions(network)) for key in checks.keys_by_input_name.values()]
+
+    @multi_asset_check(specs=list(checks.check_specs), can_subset=True, name="as_dagster_does")
+    def as_dagster_does(context: AssetCheckExecutionContext):
+        now = dt.datetime.now(dt.timezone.utc)
+        for key in context.selected_asset_check_keys:
+            yield freshness_result(context.instance, key.asset_key, station, now)
+
+    instance = DagsterInstance.ephemeral()
+    daily = AssetKey(["daily", station.key])
+    materialize_at(instance, daily, "2026-03-09", paris("2026-03-10 00:20"))
+    materialize_at(instance, daily, "2026-03-10", paris("2026-03-10 14:40"))
+    evaluations = []
+    for definition in (checks, as_dagster_does):
+        job = define_asset_job("freshness", selection=AssetSelection.checks(definition))
+        result = Definitions(assets=specs, asset_checks=[definition], jobs=[job]).resolve_job_def("freshness").execute_in_process(
+            instance=instance)
+        assert result.success
+        assert not [e for e in instance.all_logs(result.run_id) if "did not yield" in e.user_message]
+        evaluations.append({e.event_specific_data.asset_key: e.event_specific_data for e in result.all_events
+                            if e.event_type_value == "ASSET_CHECK_EVALUATION"})
+    ours, dagsters = evaluations
+    assert set(ours) == set(dagsters) == {AssetKey([layer, station.key]) for layer in ("raw", "clean", "daily")}
+    latest = instance.fetch_materializations(daily, limit=1).records[0]
+    assert ours[daily].target_materialization_data.storage_id == latest.storage_id
+    assert ours[AssetKey(["raw", station.key])].target_materialization_data is None  # never materialised
+    for key, evaluation in ours.items():
+        fields = ("check_name", "passed", "severity", "blocking", "partition", "target_materialization_data")
+        assert {f: getattr(evaluation, f) for f in fields} == {f: getattr(dagsters[key], f) for f in fields}
+        assert evaluation.description == dagsters[key].description and set(evaluation.metadata) == set(dagsters[key].metadata)
 
 
 def test_each_check_reports_once_per_ranged_run(tmp_path):
