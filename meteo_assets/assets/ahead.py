@@ -138,7 +138,7 @@ class CleanAhead(ConfigurableResource):
             future.cancel()
         self._futures.clear()
         if self._starter is not None:
-            self._starter.join()
+            self._starter.join(timeout=30)  # a fork server that never answers must not hold the run's end
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None

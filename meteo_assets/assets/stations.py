@@ -1,7 +1,9 @@
 """Per-station assets: `raw/<station>` → `clean/<station>` → `daily/<station>`, built from `datasets.toml`.
 
 Every asset runs a whole partition range in one run (`BackfillPolicy.single_run()`): one portal
-request per dataset per quarter of the range, one parse, one DELETE+INSERT per table.
+request per dataset per quarter of the range, one parse, one DELETE+INSERT per table. The next
+stations' exports download while a raw step records its days, and their raw days are parsed and
+cleaned in a worker process while a clean step records its own (`ahead.py`).
 """
 
 
