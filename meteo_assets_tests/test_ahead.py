@@ -3,13 +3,16 @@ work, used only for the very bytes the step was handed, and a pipeline run that 
 
 import datetime as dt
 import os
+import subprocess
+import sys
+import time
 
 import pandas as pd
 import pytest
 
 from meteo_assets.assets.ahead import CleanAhead, raw_digest
 from meteo_assets.assets.stations import clean_days
-from meteo_assets.config import load_network
+from meteo_assets.config import PROJECT_ROOT, load_network
 from meteo_assets.portal import PortalClient
 from meteo_assets.portal.days import split_by_day
 from meteo_assets.storage.raw_files import RawStore
@@ -146,3 +149,40 @@ def test_a_pipeline_run_cleans_ahead_and_gets_the_same_tables(tmp_path, monkeypa
     for key, (clean, daily) in tables[0].items():
         pd.testing.assert_frame_equal(clean, tables[1][key][0])
         pd.testing.assert_frame_equal(daily, tables[1][key][1])
+
+
+KILLED_RUN = """
+import multiprocessing.forkserver, os, sys
+from meteo_assets.assets.ahead import CleanAhead
+ahead = CleanAhead(raw_dir=sys.argv[1])
+assert ahead.started(timeout=60)
+worker = ahead._pool.submit(os.getpid).result()
+print(worker, multiprocessing.forkserver._forkserver._forkserver_pid, flush=True)
+sys.stdin.read()  # until killed
+"""
+
+
+def test_a_killed_run_leaves_no_worker_behind(tmp_path):
+    """`kill -9` of a run cannot shut its pool down: the worker sees the run gone and exits, and
+    its fork server with it."""
+    run = subprocess.Popen([sys.executable, "-c", KILLED_RUN, str(tmp_path)], stdin=subprocess.PIPE,
+                           stdout=subprocess.PIPE, text=True, cwd=PROJECT_ROOT)
+    try:
+        pids = [int(pid) for pid in run.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+    finally:
+        run.kill()
+        run.wait()
+    deadline = time.monotonic() + 20
+    while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not [pid for pid in pids if _alive(pid)]
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, exited but not yet reaped by its parent, is not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

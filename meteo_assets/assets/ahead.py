@@ -12,7 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import multiprocessing
+import os
 import threading
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -51,6 +53,22 @@ def _work_from_files(work: Work, raw_dir: str, station: Station, days: list[dt.d
         return raw_digest(raw), work(station, raw, days, window)
     except Exception:  # noqa: BLE001
         return b"", None
+
+
+def _end_with(run_pid: int) -> None:
+    """In the worker: exit once the run's process is gone. A killed run (`kill -9`, out of memory)
+    cannot shut its pool down, and a pool worker would wait for work for ever, keeping its fork
+    server alive too."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(1)
+            try:
+                os.kill(run_pid, 0)
+            except ProcessLookupError:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="run-watch", daemon=True).start()
 
 
 class CleanAhead(ConfigurableResource):
@@ -94,7 +112,7 @@ class CleanAhead(ConfigurableResource):
         # a fork server, not a fork of this process: the run has threads (downloads, Dagster's)
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(["meteo_assets.assets._worker_stdio", "meteo_assets.assets.stations"])
-        pool = ProcessPoolExecutor(max_workers=1, mp_context=context)
+        pool = ProcessPoolExecutor(max_workers=1, mp_context=context, initializer=_end_with, initargs=(os.getpid(),))
         try:
             pool.submit(int).result()  # the worker process starts with a first task
         except Exception:  # noqa: BLE001 — no worker (no room for a process?): steps do their own work
