@@ -100,6 +100,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         self._schema_present: set[tuple[str, str]] = set()  # ("column" | "index", name) seen in place
         self._step_running = False  # a step of this process is between its start and its end
         self._latest_of_partition: dict[tuple[AssetKey, str], EventRecordsResult] = {}
+        self._key_names = _KeyNames()  # a few hundred asset keys at most
         super().__init__(base_dir, inst_data=inst_data)
 
     @classmethod
@@ -205,8 +206,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         if not events or any(e.dagster_event_type not in _BATCHED for e in events):
             super().store_event_batch(events)
             return
-        names = _KeyNames()
-        rows = [self._row(event, text, names) for event, text in zip(events, _DaysSerializer().serialize(events))]
+        rows = [self._row(event, text) for event, text in zip(events, _DaysSerializer().serialize(events))]
         for run_id in {event.run_id for event in events}:
             with self.run_connection(run_id) as conn:
                 conn.execute(SqlEventLogStorageTable.insert(), [r for r in rows if r["run_id"] == run_id])
@@ -216,7 +216,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             ids = [row.id for row in inserted]
             asset_events = [(e, i) for e, i in zip(events, ids) if e.dagster_event_type in ASSET_EVENTS]
             if asset_events:
-                self._store_tags(conn, asset_events, names)
+                self._store_tags(conn, asset_events)
             latest = {}
             for event, event_id in asset_events:
                 latest[(event.dagster_event_type, event.dagster_event.asset_key)] = (event, event_id)
@@ -226,7 +226,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             if planned_checks:
                 conn.execute(AssetCheckExecutionsTable.insert(), planned_checks)
 
-    def _row(self, entry: EventLogEntry, text: str, names: _KeyNames | None = None) -> dict[str, Any]:
+    def _row(self, entry: EventLogEntry, text: str) -> dict[str, Any]:
         """Dagster's `_event_to_row` for an event already serialised as `text`."""
         event = entry.dagster_event
         asset_key = event.asset_key if event else None
@@ -236,11 +236,11 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             "dagster_event_type": event.event_type_value if event else None,
             "timestamp": self._event_insert_timestamp(entry),
             "step_key": event.step_key if event else entry.step_key,
-            "asset_key": (names or _KeyNames())[asset_key] if asset_key else None,
+            "asset_key": self._key_names[asset_key] if asset_key else None,
             "partition": (event.partition or None) if event else None,
         }
 
-    def _store_tags(self, conn: Connection, asset_events: list[tuple[EventLogEntry, int]], names: _KeyNames) -> None:
+    def _store_tags(self, conn: Connection, asset_events: list[tuple[EventLogEntry, int]]) -> None:
         """Dagster's `_store_asset_event_tags` (the indexed tags of each asset event: its data
         version), asking which tags to index once per set of tag names rather than once per event:
         the days of a ranged output share theirs."""
@@ -260,7 +260,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             if keep is None:
                 keep = indexed[frozenset(tags)] = self.get_asset_tags_to_index(set(tags))
             if keep:
-                asset, stamp = names[event.asset_key], self._event_insert_timestamp(entry)
+                asset, stamp = self._key_names[event.asset_key], self._event_insert_timestamp(entry)
                 rows.extend({"event_id": event_id, "asset_key": asset, "key": key, "value": value,
                              "event_timestamp": stamp} for key, value in tags.items() if key in keep)
         if rows:
@@ -368,7 +368,7 @@ class _DaysSerializer:
 
 
 class _KeyNames(dict):
-    """Asset keys' stored texts (a JSON list each), worked out once per batch."""
+    """Asset keys' stored texts (a JSON list each), each worked out once."""
 
     def __missing__(self, key: AssetKey) -> str:
         self[key] = key.to_string()
