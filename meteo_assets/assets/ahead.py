@@ -24,7 +24,7 @@ from dagster import ConfigurableResource, InitResourceContext
 from pydantic import PrivateAttr
 
 from meteo_assets.config import Station
-from meteo_assets.storage.raw_files import RawDays, RawStore
+from meteo_assets.storage.raw_files import RawDays, RawStore, read_raw_days
 
 Window = tuple[dt.datetime, dt.datetime]
 # what a clean step computes from its raw days: (station, raw, days, UTC window) → its result
@@ -48,8 +48,7 @@ def _work_from_files(work: Work, raw_dir: str, station: Station, days: list[dt.d
     failure comes back as None: the step then does the work and raises the error with its context
     (and Dagster's errors do not all survive pickling)."""
     try:
-        stored = RawStore(raw_dir).read_days(station.key, days)
-        raw = {day.isoformat(): files for day, files in stored.items()}
+        raw = read_raw_days(RawStore(raw_dir), station.key, days)
         return raw_digest(raw), work(station, raw, days, window)
     except Exception:  # noqa: BLE001
         return b"", None

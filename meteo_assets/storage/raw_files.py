@@ -173,6 +173,11 @@ class DayStore(Protocol):
     def read_days(self, station: str, days: Sequence[dt.date]) -> dict[dt.date, DayFiles]: ...
 
 
+def read_raw_days(store: DayStore, station: str, days: Sequence[dt.date]) -> RawDays:
+    """A station's stored days, keyed by partition, as a clean step receives them."""
+    return {day.isoformat(): files for day, files in store.read_days(station, days).items()}
+
+
 class RawDaysIOManager(ConfigurableIOManager):
     """Stores `raw/<station>` partitions one station-day at a time; handles single-run partition ranges."""
 
@@ -190,9 +195,8 @@ class RawDaysIOManager(ConfigurableIOManager):
         store.write_days(station, {dt.date.fromisoformat(key): files for key, files in obj.items()})
 
     def load_input(self, context: InputContext) -> RawDays:
-        store, station = self.store(), self._station(context)
-        days = store.read_days(station, [dt.date.fromisoformat(key) for key in context.asset_partition_keys])
-        return {day.isoformat(): files for day, files in days.items()}
+        days = [dt.date.fromisoformat(key) for key in context.asset_partition_keys]
+        return read_raw_days(self.store(), self._station(context), days)
 
 
 class RawFilesIOManager(RawDaysIOManager):
