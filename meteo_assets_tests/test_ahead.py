@@ -186,3 +186,26 @@ def _alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+SCRIPT_BODY = """
+from meteo_assets.assets.ahead import CleanAhead, unguarded_main_script
+ahead = CleanAhead(raw_dir={raw_dir!r})
+print(unguarded_main_script(), ahead.started(timeout=60), flush=True)
+ahead.teardown_after_execution(None)
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True])
+def test_a_worker_starts_only_when_it_cannot_run_the_main_script_again(tmp_path, guarded):
+    """A worker first imports the parent's main script: one whose top level runs materialisations
+    without an `if __name__ == "__main__":` guard would run them again there. Such a script gets
+    no worker (its steps do their own work); a guarded one does."""
+    body = SCRIPT_BODY.format(raw_dir=str(tmp_path))
+    if guarded:
+        body = 'if __name__ == "__main__":\n' + "".join(f"    {line}\n" for line in body.strip().splitlines())
+    script = tmp_path / "materialise.py"
+    script.write_text(body, encoding="utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == (["None", "True"] if guarded else [str(script), "False"])

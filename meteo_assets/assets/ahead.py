@@ -9,15 +9,19 @@ otherwise, or when the worker failed, it does the work itself (and raises its ow
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
+import functools
 import hashlib
 import multiprocessing
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 from typing import Any
 
 from dagster import ConfigurableResource, InitResourceContext
@@ -70,6 +74,35 @@ def _end_with(run_pid: int) -> None:
     threading.Thread(target=watch, name="run-watch", daemon=True).start()
 
 
+@functools.cache
+def unguarded_main_script() -> str | None:
+    """The main script a worker would run again, or None when starting one is safe.
+
+    A worker process started by multiprocessing first imports the parent's `__main__` (except a
+    package's `__main__.py`); a script whose top level materialises assets without an
+    `if __name__ == "__main__":` guard would run them again in the worker. Consoles, notebooks and
+    `python -c` have no main file; the `dagster` and `pytest` commands are guarded.
+    """
+    main = sys.modules.get("__main__")
+    name = getattr(getattr(main, "__spec__", None), "name", None)
+    path = getattr(main, "__file__", None)
+    if path is None or (name is not None and name.split(".")[-1] == "__main__"):
+        return None
+    try:
+        tree = ast.parse(Path(path).read_bytes())
+    except (OSError, SyntaxError, ValueError):
+        return path
+    return None if any(isinstance(node, ast.If) and _is_main_guard(node.test) for node in tree.body) else path
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """`__name__ == "__main__"`, either way round."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1 and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = {ast.dump(test.left), ast.dump(test.comparators[0])}
+    return sides == {ast.dump(ast.Name(id="__name__", ctx=ast.Load())), ast.dump(ast.Constant(value="__main__"))}
+
+
 class CleanAhead(ConfigurableResource):
     """Works the next stations' clean steps of a run in a worker process (see the module docstring).
 
@@ -90,13 +123,20 @@ class CleanAhead(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         selection = context.run.asset_selection if context.run is not None else None
         if selection is None or sum(key.path[0] == "clean" for key in selection) > 1:
+            script = unguarded_main_script() if self.raw_dir is not None and self.depth > 0 else None
+            if script is not None and context.log is not None:
+                context.log.warning(
+                    f"Clean steps run without their worker process: {script} has no "
+                    '`if __name__ == "__main__":` guard, and a worker would run that script again. Add the '
+                    "guard around what the script runs to have clean steps worked ahead on another core."
+                )
             self.start()
 
     def start(self) -> None:
         """Start the worker on a thread: the fork server first imports the project (~1.5 s), and no
         step waits for that (until it is up, steps clean their own days)."""
         with self._lock:
-            if self._starter is None and self.raw_dir is not None and self.depth > 0:
+            if self._starter is None and self.raw_dir is not None and self.depth > 0 and unguarded_main_script() is None:
                 self._starter = threading.Thread(target=self._start_pool, name="clean-ahead-start", daemon=True)
                 self._starter.start()
 
