@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from meteo_assets.transform.contract import paris_wall_time
 from meteo_assets.transform import (
     CLEAN_COLUMNS,
     DAILY_COLUMNS,
@@ -465,3 +466,14 @@ def test_statistics_match_a_plain_groupby_whatever_the_row_order():
     np.testing.assert_allclose(got.loc[rain, "rain_sum_mm"], expected.loc[rain, "rain"], atol=0.05)
     humid = got["coverage_humidity"] >= 0.75
     np.testing.assert_allclose(got.loc[humid, "humidity_mean_pct"], expected.loc[humid, "hum"], atol=0.005)
+
+
+def test_paris_wall_time_is_the_zoneinfo_conversion_across_every_change_of_time():
+    """The vectorised conversion gives what `ZoneInfo("Europe/Paris")` gives, slot by slot from
+    2019 to 2027: eighteen changes of time, including the repeated hour of each October."""
+    instants = pd.Series(pd.date_range("2019-01-01", "2027-12-31 23:45", freq="15min", tz="UTC"))
+    expected = pd.Series([t.astimezone(ZoneInfo("Europe/Paris")).replace(tzinfo=None) for t in instants])
+    wall = paris_wall_time(instants)
+    assert wall.dt.tz is None
+    pd.testing.assert_series_equal(wall, expected.astype(wall.dtype))
+    assert wall.duplicated().sum() == 9 * 4  # each October's 02:00-02:45 is shown twice

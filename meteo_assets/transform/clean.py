@@ -32,7 +32,7 @@ import pandas as pd
 from .contract import (
     CLEAN_COLUMNS,
     MEASUREMENT_COLUMNS,
-    PARIS,
+    paris_wall_time,
     ContractSettings,
     pandas_dtypes,
     round_half_away_from_zero,
@@ -134,7 +134,7 @@ def clean_observations(
         {
             "station": station,
             "observed_at": observed_at,
-            "local_time": observed_at.dt.tz_convert(PARIS).dt.tz_localize(None),
+            "local_time": paris_wall_time(observed_at),
             **{column: values.loc[kept, column] for column in MEASUREMENT_COLUMNS},
             "qc_flags": _joined_flag_names(flags),
         },

@@ -32,6 +32,16 @@ UTC_DAY_SLOTS = 96
 Range = tuple[float, float]
 
 
+def paris_wall_time(instants: pd.Series) -> pd.Series:
+    """Paris wall-clock times (naive) of tz-aware instants.
+
+    Named by its string, the zone is pandas' own (pytz, vectorised): through a `ZoneInfo` pandas
+    asks each value's offset in Python, ~15 ms a station-year instead of ~5 (a full history is
+    ~10 s of clean and daily steps). Both read the IANA rules; a test compares them 2019 → 2027.
+    """
+    return instants.dt.tz_convert(PARIS.key).dt.tz_localize(None)
+
+
 @dataclass(frozen=True)
 class ContractSettings:
     """Thresholds of the contract, overridable per station from `datasets.toml`.

@@ -15,7 +15,7 @@ import pandas as pd
 
 from .contract import (
     DAILY_COLUMNS,
-    PARIS,
+    paris_wall_time,
     UTC_DAY_SLOTS,
     ContractSettings,
     empty_daily_frame,
@@ -83,7 +83,7 @@ def daily_summary(
         return empty_daily_frame()
 
     expected = np.array([slots_expected(day.date()) for day in requested], dtype=float)
-    local_day = clean["observed_at"].dt.tz_convert(PARIS).dt.tz_localize(None).dt.normalize()
+    local_day = paris_wall_time(clean["observed_at"]).dt.normalize()
     by_day = _DayGroups(local_day, requested)
 
     columns: dict[str, object] = {
