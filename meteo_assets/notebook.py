@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from contextlib import ExitStack
 from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
@@ -29,7 +30,7 @@ import duckdb
 import pandas as pd
 
 from meteo_assets.config import Network, Settings, load_network
-from meteo_assets.storage.write_intent import write_announced
+from meteo_assets.storage.write_intent import waiting_for, write_announced
 from meteo_assets.transform.contract import (
     CLEAN_COLUMNS,
     DAILY_COLUMNS,
@@ -185,19 +186,24 @@ def _read(settings: Settings, fetch: Callable[[duckdb.DuckDBPyConnection], T]) -
         raise FileNotFoundError(f"no database at {path}: materialise some assets first (make run), or set METEO_DATA_DIR")
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     delay = 0.02
-    while True:
-        if not write_announced(path):
-            try:
-                with duckdb.connect(str(path), read_only=True) as conn:
-                    conn.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC, whatever the machine's zone
-                    return fetch(conn)
-            except duckdb.IOException as exc:
-                if "lock" not in str(exc).lower():
-                    raise
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} has been busy with writes for over {LOCK_WAIT_SECONDS:.0f} s; try again")
-        time.sleep(delay)
-        delay = min(delay * 2, 0.25)  # short: a run leaves the file free between its writes
+    with ExitStack() as waiting:
+        said = False
+        while True:
+            if not write_announced(path):
+                try:
+                    with duckdb.connect(str(path), read_only=True) as conn:
+                        conn.execute("SET TimeZone = 'UTC'")  # timestamps come back as UTC, whatever the machine's zone
+                        return fetch(conn)
+                except duckdb.IOException as exc:
+                    if "lock" not in str(exc).lower():
+                        raise
+            elif not said:  # a writer keeping the file for its next write lets it go after this one
+                waiting.enter_context(waiting_for(path))
+                said = True
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{path} has been busy with writes for over {LOCK_WAIT_SECONDS:.0f} s; try again")
+            time.sleep(delay)
+            delay = min(delay * 2, 0.25)  # short: a run leaves the file free between its writes
 
 
 def _from_lake(read: Callable[[], T]) -> T:

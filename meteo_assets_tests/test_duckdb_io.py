@@ -2,9 +2,11 @@
 
 import subprocess
 import sys
+import time
 
 import duckdb
 import pandas as pd
+import pytest
 from dagster import (
     AssetKey,
     BackfillPolicy,
@@ -14,7 +16,9 @@ from dagster import (
     materialize,
 )
 
+from meteo_assets.storage import duckdb_io
 from meteo_assets.storage.duckdb_io import MeteoDuckDBIOManager
+from meteo_assets.storage.write_intent import write_announced
 from meteo_assets.transform.contract import CLEAN_COLUMNS, empty_clean_frame
 
 PARTITIONS = DailyPartitionsDefinition(start_date="2020-10-20", end_date="2020-10-31", timezone="Europe/Paris")
@@ -126,3 +130,87 @@ def test_the_file_is_released_after_each_write_and_files_do_not_mix(tmp_path):
     assert rows(first)["temperature_c"].tolist() == [1.0, 3.0]
     assert rows(second)["temperature_c"].tolist() == [2.0]
     assert not list(first.glob("*.wal")) and not list(second.glob("*.wal"))  # detaching checkpointed the writes
+
+
+class CountingHost:
+    """A host connection that counts the ATTACHes it is asked for."""
+
+    def __init__(self, host):
+        self.host, self.attaches = host, 0
+
+    def execute(self, sql, *args):
+        self.attaches += sql.startswith("ATTACH")
+        return self.host.execute(sql, *args)
+
+    def cursor(self):
+        return self.host.cursor()
+
+
+@pytest.fixture
+def counting_host(monkeypatch):
+    hosts = {}
+    real_host = duckdb_io._host
+    monkeypatch.setattr(duckdb_io, "_host", lambda config: hosts.setdefault("host", CountingHost(real_host(config))))
+    yield hosts
+    duckdb_io.release_duckdb_files()
+
+
+def write(database: str, table: str) -> None:
+    with duckdb_io.connect_for_write(database, {}) as conn:
+        conn.execute(f"CREATE TABLE {table} AS SELECT '{table}' AS name")
+
+
+def test_consecutive_writes_share_one_attachment_released_when_unused_or_failed(tmp_path, counting_host):
+    """The DuckDB steps of a run follow one another: they share one attachment (one ATTACH, one
+    checkpoint), announced to readers meanwhile. The file is free again once no write has used it
+    for `LINGER_SECONDS`, and at once after a failed write."""
+    database = str(tmp_path / "meteo.duckdb")
+    for table in ("a", "b", "c"):
+        write(database, table)
+    assert counting_host["host"].attaches == 1 and write_announced(database)
+    time.sleep(duckdb_io.LINGER_SECONDS + 0.5)
+    assert not write_announced(database) and not (tmp_path / "meteo.duckdb.wal").exists()
+    with pytest.raises(duckdb.CatalogException):
+        with duckdb_io.connect_for_write(database, {}) as conn:
+            conn.execute("SELECT * FROM missing_table")
+    assert counting_host["host"].attaches == 2 and not write_announced(database)
+    with duckdb.connect(database, read_only=True) as conn:
+        assert conn.execute("SELECT name FROM a UNION ALL SELECT name FROM b UNION ALL SELECT name FROM c").fetchall() == [
+            ("a",), ("b",), ("c",)]
+
+
+WAITING_READER = """
+import sys, time
+from meteo_assets.storage.write_intent import waiting_for, write_announced
+with waiting_for(sys.argv[1]):
+    print("waiting", flush=True)
+    while write_announced(sys.argv[1]):
+        time.sleep(0.01)
+print("free", flush=True)
+"""
+
+
+def test_a_writer_lets_the_file_go_after_its_write_when_someone_waits(tmp_path, counting_host, monkeypatch):
+    """A notebook (or another run) waiting for the file says so: the next write then detaches at its
+    end instead of keeping the file for a write that may follow."""
+    monkeypatch.setattr(duckdb_io, "LINGER_SECONDS", 60)  # the reader finds the file kept
+    database = str(tmp_path / "meteo.duckdb")
+    write(database, "a")
+    reader = subprocess.Popen([sys.executable, "-c", WAITING_READER, database], stdout=subprocess.PIPE, text=True,
+                              cwd=duckdb_io.Path(__file__).parents[1])
+    try:
+        assert reader.stdout.readline().strip() == "waiting"
+        write(database, "b")
+        assert counting_host["host"].attaches == 1  # b used the attachment a kept
+        assert not write_announced(database)  # and let it go at once
+        assert reader.stdout.readline().strip() == "free"
+    finally:
+        reader.kill()
+        reader.wait()
+
+
+def test_the_file_is_released_as_soon_as_the_run_ends(tmp_path):
+    """A run's end (the IO manager's teardown) detaches the file it wrote: a notebook or the next run
+    can take it at once, with nothing left in the write-ahead log."""
+    assert run(tmp_path, {"2020-10-24": observations(["2020-10-24 10:00"])}, "2020-10-24").success
+    assert not write_announced(tmp_path / "meteo.duckdb") and not list(tmp_path.glob("*.wal"))

@@ -8,7 +8,11 @@ is closed; readers look at that lock before each connection (without creating an
 read-only data folder is fine) and wait while it is held. A writer then waits only for the reads
 already under way, and writers queue here rather than polling the database file.
 
-The lock is an advisory `flock`: the kernel drops it when its process ends, even by `kill -9`.
+A writer may keep the file a little after its write, for the next write of its run
+(`duckdb_io.py`). Whoever waits for the file (a reader, another writer) holds a shared lock on
+`<database>.waiting` meanwhile, and a writer that sees it held lets the file go after its write.
+
+The locks are advisory `flock`s: the kernel drops them when their process ends, even by `kill -9`.
 Without `fcntl` (Windows) nothing is announced, and DuckDB's own lock and the retries on both
 sides are all there is.
 """
@@ -27,6 +31,7 @@ except ImportError:  # Windows
     fcntl = None
 
 INTENT_SUFFIX = ".write-intent"
+WAITING_SUFFIX = ".waiting"
 WRITER_WAIT_SECONDS = 300.0  # another writer's transaction ends well within this
 
 
@@ -38,6 +43,44 @@ def intent_path(database: str | os.PathLike) -> str:
     return f"{os.fspath(database)}{INTENT_SUFFIX}"
 
 
+def waiting_path(database: str | os.PathLike) -> str:
+    return f"{os.fspath(database)}{WAITING_SUFFIX}"
+
+
+@contextmanager
+def waiting_for(database: str | os.PathLike) -> Iterator[None]:
+    """Say, for the block, that this process waits for `database` (nothing when no writer ever made
+    `<database>.waiting`: then no writer keeps the file after its writes)."""
+    try:
+        fd = os.open(waiting_path(database), os.O_RDONLY) if fcntl is not None else None
+    except FileNotFoundError:
+        fd = None
+    try:
+        if fd is not None:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def someone_waits(database: str | os.PathLike) -> bool:
+    """Whether a reader or another writer waits for `database` (see `waiting_for`)."""
+    if fcntl is None:
+        return True  # nobody could say: do not keep the file
+    try:
+        fd = os.open(waiting_path(database), os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
 @contextmanager
 def announced_write(database: str | os.PathLike, wait_seconds: float = WRITER_WAIT_SECONDS) -> Iterator[None]:
     """Hold the write intent of `database` for the block, once the writers announced before are done."""
@@ -45,25 +88,34 @@ def announced_write(database: str | os.PathLike, wait_seconds: float = WRITER_WA
         yield
         return
     path = intent_path(database)
+    os.close(os.open(waiting_path(database), os.O_RDWR | os.O_CREAT, 0o644))
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        deadline, delay = time.monotonic() + wait_seconds, 0.01
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise WriterBusy(
-                        f"another process has been writing {os.fspath(database)} for over {wait_seconds:.0f} s "
-                        f"(it holds {path}): is a run stuck?"
-                    ) from None
-                # jitter spreads out queued writers; it is not a security measure
-                time.sleep(delay * (0.5 + random.random()))  # noqa: S311
-                delay = min(delay * 2, 0.5)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            with waiting_for(database):
+                _wait_for_intent(fd, path, database, wait_seconds)
         yield
     finally:
         os.close(fd)  # drops the lock
+
+
+def _wait_for_intent(fd: int, path: str, database: str | os.PathLike, wait_seconds: float) -> None:
+    deadline, delay = time.monotonic() + wait_seconds, 0.01
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise WriterBusy(
+                    f"another process has been writing {os.fspath(database)} for over {wait_seconds:.0f} s "
+                    f"(it holds {path}): is a run stuck?"
+                ) from None
+            # jitter spreads out queued writers; it is not a security measure
+            time.sleep(delay * (0.5 + random.random()))  # noqa: S311
+            delay = min(delay * 2, 0.5)
 
 
 def write_announced(database: str | os.PathLike) -> bool:
