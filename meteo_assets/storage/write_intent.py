@@ -66,19 +66,7 @@ def waiting_for(database: str | os.PathLike) -> Iterator[None]:
 
 def someone_waits(database: str | os.PathLike) -> bool:
     """Whether a reader or another writer waits for `database` (see `waiting_for`)."""
-    if fcntl is None:
-        return True  # nobody could say: do not keep the file
-    try:
-        fd = os.open(waiting_path(database), os.O_RDONLY)
-    except FileNotFoundError:
-        return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
+    return fcntl is None or _held(waiting_path(database), fcntl.LOCK_EX)  # without locks nobody could say
 
 
 @contextmanager
@@ -120,14 +108,18 @@ def _wait_for_intent(fd: int, path: str, database: str | os.PathLike, wait_secon
 
 def write_announced(database: str | os.PathLike) -> bool:
     """Whether a writer holds, or waits for, `database` (never a writer: absence of the file is no)."""
-    if fcntl is None:
-        return False
+    return fcntl is not None and _held(intent_path(database), fcntl.LOCK_SH)
+
+
+def _held(path: str, mode: int) -> bool:
+    """Whether another open file holds a lock on `path` that a `mode` lock would wait for (opened
+    read-only, so a read-only data folder is fine; a missing file is no)."""
     try:
-        fd = os.open(intent_path(database), os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     finally:
