@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from contextlib import ExitStack
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import ExitStack
 from typing import TypeVar
 
 import duckdb
