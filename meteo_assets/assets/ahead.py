@@ -123,7 +123,7 @@ class CleanAhead(ConfigurableResource):
     def setup_for_execution(self, context: InitResourceContext) -> None:
         selection = context.run.asset_selection if context.run is not None else None
         if selection is None or sum(key.path[0] == "clean" for key in selection) > 1:
-            script = unguarded_main_script() if self.raw_dir is not None and self.depth > 0 else None
+            script = unguarded_main_script() if self._can_work_ahead() else None
             if script is not None and context.log is not None:
                 context.log.warning(
                     f"Clean steps run without their worker process: {script} has no "
@@ -132,11 +132,14 @@ class CleanAhead(ConfigurableResource):
                 )
             self.start()
 
+    def _can_work_ahead(self) -> bool:
+        return self.raw_dir is not None and self.depth > 0
+
     def start(self) -> None:
         """Start the worker on a thread: the fork server first imports the project (~1.5 s), and no
         step waits for that (until it is up, steps clean their own days)."""
         with self._lock:
-            if self._starter is None and self.raw_dir is not None and self.depth > 0 and unguarded_main_script() is None:
+            if self._starter is None and self._can_work_ahead() and unguarded_main_script() is None:
                 self._starter = threading.Thread(target=self._start_pool, name="clean-ahead-start", daemon=True)
                 self._starter.start()
 
