@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import ExitStack
 from typing import TypeVar
 
 import duckdb
@@ -186,8 +185,7 @@ def _read(settings: Settings, fetch: Callable[[duckdb.DuckDBPyConnection], T]) -
         raise FileNotFoundError(f"no database at {path}: materialise some assets first (make run), or set METEO_DATA_DIR")
     deadline = time.monotonic() + LOCK_WAIT_SECONDS
     delay = 0.02
-    with ExitStack() as waiting:
-        said = False
+    with waiting_for(path):  # a writer keeping the file for its next write lets it go after this one
         while True:
             if not write_announced(path):
                 try:
@@ -197,9 +195,6 @@ def _read(settings: Settings, fetch: Callable[[duckdb.DuckDBPyConnection], T]) -
                 except duckdb.IOException as exc:
                     if "lock" not in str(exc).lower():
                         raise
-            elif not said:  # a writer keeping the file for its next write lets it go after this one
-                waiting.enter_context(waiting_for(path))
-                said = True
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{path} has been busy with writes for over {LOCK_WAIT_SECONDS:.0f} s; try again")
             time.sleep(delay)
