@@ -12,7 +12,11 @@ from dagster import AssetCheckKey, AssetKey, AssetRecordsFilter, DagsterEventTyp
 from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 from dagster._core.storage.event_log import SqliteEventLogStorage
-from dagster._core.storage.event_log.schema import AssetEventTagsTable, SqlEventLogStorageTable
+from dagster._core.storage.event_log.schema import (
+    AssetCheckExecutionsTable,
+    AssetEventTagsTable,
+    SqlEventLogStorageTable,
+)
 from dagster_shared.serdes import deserialize_value, serialize_value
 from sqlalchemy import select
 
@@ -143,6 +147,40 @@ def test_each_check_has_one_execution_per_run_and_none_left_planned(backfilled):
         )
         assert [(h.run_id, h.status) for h in history] == [(run_id, AssetCheckExecutionRecordStatus.SUCCEEDED)]
         assert history[0].evaluation.passed
+
+
+def test_a_check_result_is_stored_as_dagster_stores_it(backfilled, tmp_path):
+    """Check results go in one index transaction, serialised once (`_store_check_evaluation`); the
+    rows are Dagster's: the run's events replayed through either path leave the same tables. The
+    results replayed again under another run, which planned nothing, take Dagster's insert path."""
+    instance, run_id = backfilled
+    entries = [r.event_log_entry for r in instance.get_records_for_run(run_id, limit=10_000).records]
+    evaluations = [e for e in entries if e.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION]
+    assert len(evaluations) == 9 * len(SPECS)
+    unplanned = [e._replace(run_id="not-planned") for e in evaluations]
+
+    def replay(folder, dagsters_way: bool):
+        storage = BatchingSqliteEventLogStorage(str(folder))
+        for entry in entries + unplanned:
+            if dagsters_way and entry.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
+                SqliteEventLogStorage.store_event(storage, entry)
+            else:
+                storage.store_event(entry)
+        with storage.index_connection() as conn:
+            executions = sorted(tuple(row) for row in conn.execute(select(
+                *(c for c in AssetCheckExecutionsTable.c if c.name not in ("id", "create_timestamp")))))
+            events = [tuple(row)[1:] for row in conn.execute(select(SqlEventLogStorageTable).order_by("id"))]
+        with storage.run_connection("not-planned") as conn:
+            events += [tuple(row)[1:] for row in conn.execute(select(SqlEventLogStorageTable).order_by("id"))]
+        storage.dispose()
+        return executions, events
+
+    ours, dagsters = replay(tmp_path / "ours", False), replay(tmp_path / "dagster", True)
+    assert ours == dagsters
+    executions, _ = ours
+    statuses = [(row[3], row[4]) for row in executions]  # run id, status
+    assert statuses.count((run_id, "SUCCEEDED")) == len(evaluations)
+    assert statuses.count(("not-planned", "SUCCEEDED")) == len(evaluations)
 
 
 def test_the_checks_of_a_one_day_step_look_their_target_up_once_and_name_it(tmp_path, monkeypatch):

@@ -16,6 +16,9 @@ This subclass keeps the schema, files and semantics and changes how they are wri
   20-station year);
 - an event Dagster keeps in the run's log only (step starts, outputs, logs: most events of a
   one-day run) is inserted with a statement compiled once: ~0.55 ms instead of ~0.9 ms;
+- a check result (600 in a one-day run of 50 stations) is serialised once and its index rows (the
+  event, the run's execution row of the check updated) written in one transaction: ~1.6 ms instead
+  of ~3 ms, where Dagster serialises it twice and commits the two apart;
 - while a step runs in this process, the latest materialisation of an asset's partition is looked
   up once, not once per check result (Dagster asks it for each result of a one-day step to name
   the check's target: 450 look-ups of ~3 ms for a day of 50 stations). A materialisation stored
@@ -44,7 +47,7 @@ from typing import Any
 
 import sqlalchemy as db
 import yaml
-from dagster import AssetKey, DagsterInstance
+from dagster import AssetKey, DagsterInstance, DagsterInvariantViolationError
 from dagster._core.events import (
     ASSET_CHECK_EVENTS,
     ASSET_EVENTS,
@@ -188,6 +191,8 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         try:
             if event.dagster_event_type == _PLANNED_CHECK:
                 self._store_batch([event])
+            elif event.dagster_event_type == DagsterEventType.ASSET_CHECK_EVALUATION and event.run_id:
+                self._store_check_evaluation(event)
             elif event.dagster_event_type in _INDEXED:
                 super().store_event(event)
             else:  # the run's own log only, as Dagster does, with a statement compiled once
@@ -223,6 +228,39 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             planned_checks = [self._planned_check_row(e, i) for e, i in zip(events, ids) if e.dagster_event_type == _PLANNED_CHECK]
             if planned_checks:
                 conn.execute(AssetCheckExecutionsTable.insert(), planned_checks)
+
+    def _store_check_evaluation(self, event: EventLogEntry) -> None:
+        """Dagster's way (the event in the run's log and the index, the run's execution row of the
+        check updated, or inserted if it has none), with the event serialised once and the index
+        written in one transaction instead of two: ~3 ms of each of a one-day run's 600 results."""
+        evaluation = event.get_dagster_event().asset_check_evaluation_data
+        text = serialize_value(event)
+        row = self._row(event, text)
+        with self.run_connection(event.run_id) as conn:
+            conn.execute(SqlEventLogStorageTable.insert(), row)
+        with self.index_transaction() as conn:
+            (event_id,) = _insert_rows(conn, [row])
+            execution = {
+                "execution_status": (AssetCheckExecutionRecordStatus.SUCCEEDED if evaluation.passed
+                                     else AssetCheckExecutionRecordStatus.FAILED).value,
+                "evaluation_event": text,
+                "evaluation_event_timestamp": row["timestamp"],
+                "evaluation_event_storage_id": event_id,
+                "materialization_event_storage_id": (
+                    evaluation.target_materialization_data.storage_id if evaluation.target_materialization_data else None
+                ),
+            }
+            identity = {"asset_key": self._key_names[evaluation.asset_key], "check_name": evaluation.check_name,
+                        "run_id": event.run_id, "partition": evaluation.partition}
+            of = {f"of_{name}": value for name, value in identity.items()}
+            updated = conn.execute(_UPDATE_CHECK_EXECUTION, {**of, **execution}).rowcount
+            if updated == 0:  # no planned row (a step launcher's run): Dagster inserts one
+                conn.execute(AssetCheckExecutionsTable.insert(), {**identity, **execution})
+            elif updated > 1:
+                raise DagsterInvariantViolationError(
+                    f"Updated {updated} rows for asset check evaluation {evaluation.asset_check_key} "
+                    "as a result of duplicate AssetCheckPlanned events."
+                )
 
     def _row(self, entry: EventLogEntry, text: str) -> dict[str, Any]:
         """Dagster's `_event_to_row` for an event already serialised as `text`."""
@@ -276,6 +314,19 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             "evaluation_event_timestamp": self._event_insert_timestamp(event),
             "evaluation_event_storage_id": event_id,
         }
+
+
+# Dagster's `_update_asset_check_evaluation` statement, built once: the execution row the run's
+# planned event created for this check (and partition, NULL for an unpartitioned one); the columns
+# set are the parameters named as columns
+_CHECKS = AssetCheckExecutionsTable.c
+_UPDATE_CHECK_EXECUTION = AssetCheckExecutionsTable.update().where(
+    _CHECKS.asset_key == db.bindparam("of_asset_key"),
+    _CHECKS.check_name == db.bindparam("of_check_name"),
+    _CHECKS.run_id == db.bindparam("of_run_id"),
+    db.or_(_CHECKS.partition == db.bindparam("of_partition"),
+           db.and_(_CHECKS.partition.is_(None), db.bindparam("of_partition").is_(None))),
+)
 
 
 def _insert_rows(conn: Connection, rows: list[dict[str, Any]]) -> list[int]:
