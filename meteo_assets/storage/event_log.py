@@ -225,7 +225,8 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
                 latest[(event.dagster_event_type, event.dagster_event.asset_key)] = (event, event_id)
             for event, event_id in latest.values():  # the asset table keeps only the latest anyway
                 self._store_asset_event(conn, event, event_id)
-            planned_checks = [self._planned_check_row(e, i) for e, i in zip(events, ids) if e.dagster_event_type == _PLANNED_CHECK]
+            planned_checks = [self._planned_check_row(e, row, i) for e, row, i in zip(events, rows, ids)
+                              if e.dagster_event_type == _PLANNED_CHECK]
             if planned_checks:
                 conn.execute(AssetCheckExecutionsTable.insert(), planned_checks)
 
@@ -302,7 +303,7 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
         if rows:
             conn.execute(AssetEventTagsTable.insert(), rows)
 
-    def _planned_check_row(self, event: EventLogEntry, event_id: int) -> dict[str, Any]:
+    def _planned_check_row(self, event: EventLogEntry, row: dict[str, Any], event_id: int) -> dict[str, Any]:
         planned = event.get_dagster_event().asset_check_planned_data
         return {
             "asset_key": planned.asset_key.to_string(),
@@ -310,8 +311,8 @@ class BatchingSqliteEventLogStorage(SqliteEventLogStorage):
             "partition": None,  # see the module docstring: checks here are unpartitioned
             "run_id": event.run_id,
             "execution_status": AssetCheckExecutionRecordStatus.PLANNED.value,
-            "evaluation_event": serialize_value(event),
-            "evaluation_event_timestamp": self._event_insert_timestamp(event),
+            "evaluation_event": row["event"],  # the event's JSON, serialised once
+            "evaluation_event_timestamp": row["timestamp"],
             "evaluation_event_storage_id": event_id,
         }
 
