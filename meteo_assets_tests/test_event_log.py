@@ -251,15 +251,24 @@ def test_a_tool_opening_the_folder_reads_that_folder_whatever_dagster_home_says(
 def test_schema_answers_are_remembered_once_present_and_asked_again_while_absent(tmp_path, monkeypatch):
     storage = BatchingSqliteEventLogStorage(str(tmp_path))
     asked: list[str] = []
+    reflected: list[str] = []
     for method in ("has_asset_key_col", "has_secondary_index"):
         original = getattr(SqliteEventLogStorage, method)
         monkeypatch.setattr(SqliteEventLogStorage, method, lambda self, name, _o=original: asked.append(name) or _o(self, name))
+    reflect = SqliteEventLogStorage._has_asset_key_col_on_connection
+    monkeypatch.setattr(SqliteEventLogStorage, "_has_asset_key_col_on_connection",
+                        lambda self, conn, name: reflected.append(name) or reflect(self, conn, name))
+    with storage.index_connection() as conn:  # as Dagster asks before storing a materialisation
+        assert storage._has_asset_key_index_cols_on_connection(conn) is True
+        assert storage._has_asset_key_index_cols_on_connection(conn) is True
+    assert reflected == ["last_materialization_timestamp"]
     assert storage.has_asset_key_col("last_materialization_timestamp") is True
     assert storage.has_asset_key_col("last_materialization_timestamp") is True
     assert storage.has_asset_key_col("no_such_column") is False
     assert storage.has_asset_key_col("no_such_column") is False
     assert storage.has_secondary_index("no_such_migration") is False
-    assert asked == ["last_materialization_timestamp", "no_such_column", "no_such_column", "no_such_migration"]
+    assert asked == ["no_such_column", "no_such_column", "no_such_migration"]
+    assert reflected == ["last_materialization_timestamp", "no_such_column", "no_such_column"]
     storage.wipe()
     assert storage.has_asset_key_col("last_materialization_timestamp") is True
     assert asked[-1] == "last_materialization_timestamp"  # a wiped storage asks again
