@@ -3,6 +3,7 @@ Dagster, one result per check per ranged run, and a broken schema blocks clean a
 
 import datetime as dt
 
+import numpy as np
 import pandas as pd
 import pytest
 from dagster import (
@@ -226,6 +227,40 @@ def test_a_daily_mean_10_degrees_outside_the_recent_range_fails(generated):
     alone = spike.iloc[[0]].copy()
     alone.loc[0, "temperature_mean_c"] = history["temperature_mean_c"].iloc[0] - 11
     assert not quality.temperature_spike(alone, history, 10.0, 7).passed
+
+
+def _spike_by_rolling_window(daily, history, spike_c, window_days):
+    """The spike check said with pandas' time-based rolling window: the reference for the numpy one."""
+    parts = [f[["date", "temperature_mean_c"]] for f in (history, daily) if len(f)] or [daily[["date", "temperature_mean_c"]]]
+    means = (pd.concat(parts)
+             .assign(date=lambda f: pd.to_datetime(f["date"])).drop_duplicates("date", keep="last")
+             .set_index("date")["temperature_mean_c"].sort_index().asfreq("D"))
+    recent = means.rolling(f"{window_days}D", closed="left", min_periods=1)
+    judged = pd.DataFrame({"value": means, "low": recent.min(), "high": recent.max(), "days": recent.count()})
+    judged = judged.loc[pd.to_datetime(daily["date"])].dropna(subset=["value", "low"])
+    spikes = judged[(judged["value"] > judged["high"] + spike_c) | (judged["value"] < judged["low"] - spike_c)]
+    failed = {f"{r.Index:%Y-%m-%d}": f"mean {r.value:g} °C vs {r.low:g}…{r.high:g} °C over the previous {int(r.days)} day(s)"
+              for r in spikes.itertuples()}
+    return failed, len(judged)
+
+
+def test_the_spike_check_agrees_with_a_rolling_window_on_gappy_repeated_days():
+    rng = np.random.default_rng(7)
+    failing = 0
+    for _ in range(300):
+        start = pd.Timestamp("2023-03-20") + pd.Timedelta(days=int(rng.integers(0, 30)))  # the DST change inside
+        def rows(offsets):
+            means = np.round(rng.uniform(-5, 30, len(offsets)), int(rng.integers(0, 3)))
+            means[rng.random(len(offsets)) < 0.2] = np.nan  # days without a mean
+            return pd.DataFrame({"date": [start + pd.Timedelta(days=int(d)) for d in offsets], "temperature_mean_c": means})
+        history = rows(np.sort(rng.choice(np.arange(-12, 3), int(rng.integers(0, 6)), replace=False)))
+        daily = rows(np.sort(rng.choice(np.arange(-2, 15), int(rng.integers(0, 10)), replace=False)))  # gaps; days also in history
+        spike_c, window = float(rng.choice([0.5, 2.0, 10.0])), int(rng.integers(1, 10))
+        verdict = quality.temperature_spike(daily, history, spike_c, window)
+        failed, checked = _spike_by_rolling_window(daily, history, spike_c, window)
+        assert (verdict.failed_days, verdict.figures["days_checked"]) == (failed, checked)
+        failing += not verdict.passed
+    assert 50 < failing < 250  # both outcomes well represented
 
 
 # --------------------------------------------------------------------------- freshness (pure)
