@@ -150,24 +150,23 @@ def clean_check_verdicts(station: Station, raw: RawDays, clean: pd.DataFrame) ->
     }
 
 
-def clean_check_results(station: Station, days: Sequence[str], verdicts: dict[str, Verdict]) -> Iterator[AssetCheckResult]:
-    at = run_label(station, days)
-    for name, verdict in verdicts.items():
-        yield _result(name, verdict, AssetCheckSeverity.WARN, at)
-
-
-def daily_check_results(station: Station, daily: pd.DataFrame, history: pd.DataFrame) -> Iterator[AssetCheckResult]:
+def daily_check_verdicts(station: Station, daily: pd.DataFrame, history: pd.DataFrame) -> dict[str, Verdict]:
     """`history`: daily rows of the days before the run at hand (the day before, summarised from
-    the daily asset's input), as recent history for the spike check."""
+    the daily asset's input), as recent history for the spike check. Plain data, like the clean
+    checks' verdicts: it may come from the worker process."""
     settings = station.contract
-    at = run_label(station, [d.isoformat() for d in sorted(pd.to_datetime(daily["date"]).dt.date)])
-    verdicts = {
+    return {
         COVERAGE: quality.coverage(daily, settings.min_coverage, dt.datetime.now(dt.timezone.utc)),
         MIN_MEAN_MAX: quality.min_mean_max(daily),
         TEMPERATURE_SPIKE: quality.temperature_spike(
             daily, history, settings.spike_temperature_c, settings.spike_window_days
         ),
     }
+
+
+def warning_results(station: Station, days: Sequence[str], verdicts: dict[str, Verdict]) -> Iterator[AssetCheckResult]:
+    """The clean or daily checks' results (warnings) from their verdicts, for a run's days."""
+    at = run_label(station, days)
     for name, verdict in verdicts.items():
         yield _result(name, verdict, AssetCheckSeverity.WARN, at)
 

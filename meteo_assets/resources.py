@@ -11,7 +11,7 @@ from typing import NamedTuple
 from dagster import ConfigurableResource
 from pydantic import PrivateAttr
 
-from meteo_assets.assets.ahead import CleanAhead
+from meteo_assets.assets.ahead import WorkAhead
 from meteo_assets.config import Settings
 from meteo_assets.portal import PortalClient
 from meteo_assets.portal.client import Export
@@ -125,12 +125,12 @@ def build_resources(settings: Settings) -> dict:
             "portal": portal,
             "raw_io_manager": S3RawIOManager(s3=s3, bucket=settings.raw_bucket, create_bucket=create),
             "io_manager": ParquetLakeIOManager(s3=s3, bucket=settings.lake_bucket, create_bucket=create),
-            "clean_ahead": CleanAhead(),  # the worker reads raw days from local files only: each step cleans its own
+            "work_ahead": WorkAhead(),  # the worker reads local files only: each step does its own work
         }
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     return {
         "portal": portal,
         "raw_io_manager": RawFilesIOManager(base_dir=str(settings.raw_dir)),
         "io_manager": MeteoDuckDBIOManager(database=str(settings.duckdb_path)),
-        "clean_ahead": CleanAhead(raw_dir=str(settings.raw_dir)),
+        "work_ahead": WorkAhead(raw_dir=str(settings.raw_dir), database=str(settings.duckdb_path)),
     }

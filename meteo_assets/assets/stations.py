@@ -29,15 +29,15 @@ from dagster import (
     asset,
 )
 
-from meteo_assets.assets.ahead import CleanAhead
+from meteo_assets.assets.ahead import WorkAhead
 from meteo_assets.checks import (
-    clean_check_results,
-    clean_check_verdicts,
     clean_check_specs,
-    daily_check_results,
+    clean_check_verdicts,
     daily_check_specs,
+    daily_check_verdicts,
     raw_check_results,
     raw_check_specs,
+    warning_results,
 )
 from meteo_assets.config import Station
 from meteo_assets.dashboard.plots import daily_png, png_markdown
@@ -190,17 +190,17 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
         **common,
     )
     def clean(
-        context: AssetExecutionContext, raw: RawDays, clean_ahead: CleanAhead
+        context: AssetExecutionContext, raw: RawDays, work_ahead: WorkAhead
     ) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
         days, run_id = run_days(context), context.run.run_id
         window = utc_span(days, partitions)
-        worked = clean_ahead.take(run_id, key, days, raw)
+        worked = work_ahead.take(run_id, key, days, raw)
         # the next stations' raw days are cleaned ahead while Dagster records this step's days
         following = stations_after(context, station, network, "clean")
-        clean_ahead.submit(run_id, clean_days, [(s, days, window) for s in following])
+        work_ahead.submit(run_id, clean_days, [(s, days, window) for s in following])
         worked = worked or clean_days(station, raw, days, window)
         yield Output(worked.frame, metadata=run_metadata(context, days, len(worked.frame), worked.figures))
-        yield from clean_check_results(station, sorted(raw), worked.verdicts)
+        yield from warning_results(station, sorted(raw), worked.verdicts)
 
     @asset(
         key=AssetKey(["daily", key]),
@@ -224,31 +224,26 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
         check_specs=daily_check_specs(AssetKey(["daily", key])),
         **common,
     )
-    def daily(context: AssetExecutionContext, clean: pd.DataFrame) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
-        days = run_days(context)
-        # the day before the run comes from the same input: the spike check's recent history
-        summary = daily_summary(clean, station=key, days=[days[0] - dt.timedelta(days=1), *days], settings=station.contract)
-        history, frame = summary.iloc[:1], summary.iloc[1:].reset_index(drop=True)
-        complete = int((frame["coverage_temperature"] >= station.contract.min_coverage).sum())
-        yield Output(
-            frame,
-            metadata=run_metadata(context, days, len(frame), {
-                "days_complete": complete,
-                "days_empty": int((frame["slots_reported"] == 0).sum()),
-                "coverage_temperature_mean": float(frame["coverage_temperature"].mean()) if len(frame) else 0.0,
-                "preview": MetadataValue.md(preview(frame)),
-                "plot": MetadataValue.md(png_markdown(daily_png(frame, clean), "temperature and rain")),
-            }),
-        )
-        yield from daily_check_results(station, frame, history)
+    def daily(
+        context: AssetExecutionContext, clean: pd.DataFrame, work_ahead: WorkAhead
+    ) -> Iterator[Output[pd.DataFrame] | AssetCheckResult]:
+        days, run_id = run_days(context), context.run.run_id
+        worked = work_ahead.take_daily(run_id, key, days, clean)
+        # the next stations' days are summarised ahead while Dagster records this step's days
+        following = stations_after(context, station, network, "daily")
+        work_ahead.submit_daily(run_id, summarise_days, following, days, context.asset_partitions_time_window_for_input("clean"))
+        worked = worked or summarise_days(station, clean, days)
+        yield Output(worked.frame, metadata=run_metadata(context, days, len(worked.frame), worked.figures))
+        yield from warning_results(station, [d.isoformat() for d in days], worked.verdicts)
 
     return [raw, clean, daily]
 
 
 @dataclass
-class CleanedDays:
-    """A clean step's work on its raw days: rows, figures for the Output's metadata, check verdicts
-    (plain data: it may come from the worker process, and Dagster's check results do not unpickle)."""
+class WorkedDays:
+    """A clean or daily step's work on its days: rows, figures for the Output's metadata, check
+    verdicts (plain data: it may come from the worker process, and Dagster's check results do not
+    unpickle)."""
 
     frame: pd.DataFrame
     figures: dict
@@ -257,9 +252,9 @@ class CleanedDays:
 
 def clean_days(
     station: Station, raw: RawDays, days: list[dt.date], window: tuple[dt.datetime, dt.datetime]
-) -> CleanedDays:
+) -> WorkedDays:
     """Parse every source dataset's days, apply the data contract, run the clean checks (also in the
-    `CleanAhead` worker, hence no Dagster context here)."""
+    `WorkAhead` worker, hence no Dagster context here)."""
     label = f"station {station.key}, partition {describe_range(days)}"
     parsed, malformed, schema_fields = [], 0, set()
     for dataset in station.datasets:
@@ -289,7 +284,23 @@ def clean_days(
         **{f"flagged_{rule}": n for rule, n in result.flagged.items()},
         "schema_fields": MetadataValue.text(", ".join(map(str, sorted(schema_fields))) or "none"),
     }
-    return CleanedDays(result.frame, figures, clean_check_verdicts(station, raw, result.frame))
+    return WorkedDays(result.frame, figures, clean_check_verdicts(station, raw, result.frame))
+
+
+def summarise_days(station: Station, clean: pd.DataFrame, days: list[dt.date]) -> WorkedDays:
+    """A daily step's work on its clean rows (also in the `WorkAhead` worker): the summary, its
+    figures and plot, the daily checks' verdicts."""
+    # the day before the run comes from the same input: the spike check's recent history
+    summary = daily_summary(clean, station=station.key, days=[days[0] - dt.timedelta(days=1), *days], settings=station.contract)
+    history, frame = summary.iloc[:1], summary.iloc[1:].reset_index(drop=True)
+    figures = {
+        "days_complete": int((frame["coverage_temperature"] >= station.contract.min_coverage).sum()),
+        "days_empty": int((frame["slots_reported"] == 0).sum()),
+        "coverage_temperature_mean": float(frame["coverage_temperature"].mean()) if len(frame) else 0.0,
+        "preview": MetadataValue.md(preview(frame)),
+        "plot": MetadataValue.md(png_markdown(daily_png(frame, clean), "temperature and rain")),
+    }
+    return WorkedDays(frame, figures, daily_check_verdicts(station, frame, history))
 
 
 def run_metadata(context: AssetExecutionContext, days: list[dt.date], rows: int, details: dict) -> dict:

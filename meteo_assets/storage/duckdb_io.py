@@ -204,33 +204,48 @@ def table_schema(columns: Mapping[str, str]) -> TableSchema:
     return TableSchema(columns=[TableColumn(name=name, type=sql_type) for name, sql_type in columns.items()])
 
 
+@contextmanager
+def _transaction(
+    database: str, connection_config: Mapping[str, object], table_slice: TableSlice
+) -> Iterator[duckdb.DuckDBPyConnection]:
+    """One transaction on the file, in UTC (Dagster's client leaves the connection, and the file
+    lock, open when a write fails)."""
+    check_table_name(table_slice.schema, table_slice.table)
+    with connect_for_write(database, {"custom_user_agent": "dagster", **connection_config}) as conn:
+        conn.execute("SET TimeZone = 'UTC'")
+        conn.execute("BEGIN TRANSACTION")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        try:
+            conn.execute("COMMIT")
+        except duckdb.Error as exc:  # e.g. a full disk: the log cannot be written
+            raise StorageUnavailable(
+                f"{describe_slice(table_slice)} in {database}: the write could not be committed ({exc}); "
+                "nothing of it was kept, the previous version is intact"
+            ) from exc
+
+
+def read_slice(database: str, table_slice: TableSlice, connection_config: Mapping[str, object] | None = None) -> pd.DataFrame:
+    """The rows of `table_slice` as a step's input receives them from the IO manager (for a
+    step's work started ahead of it, `assets/ahead.py`)."""
+    with _transaction(database, connection_config or {}, table_slice) as conn:
+        return ContractFrameHandler.select(table_slice, conn)
+
+
 class TransactionalDuckDbClient(DuckDbClient):
     """Runs each IO-manager call in one transaction, with contract tables created up front."""
 
     @staticmethod
     @contextmanager
     def connect(context, table_slice) -> Iterator[duckdb.DuckDBPyConnection]:
-        # Dagster's client leaves the connection (and the file lock) open when a write fails.
-        check_table_name(table_slice.schema, table_slice.table)
         database = context.resource_config["database"]
         if isinstance(context, OutputContext):
             ensure_writable(Path(database).parent, f"{table_slice.schema}.{table_slice.table} in {database}")
-        config = {"custom_user_agent": "dagster", **context.resource_config["connection_config"]}
-        with connect_for_write(database, config) as conn:
-            conn.execute("SET TimeZone = 'UTC'")
-            conn.execute("BEGIN TRANSACTION")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            try:
-                conn.execute("COMMIT")
-            except duckdb.Error as exc:  # e.g. a full disk: the log cannot be written
-                raise StorageUnavailable(
-                    f"{describe_slice(table_slice)} in {database}: the write could not be committed ({exc}); "
-                    "nothing of it was kept, the previous version is intact"
-                ) from exc
+        with _transaction(database, context.resource_config["connection_config"], table_slice) as conn:
+            yield conn
 
     @staticmethod
     def ensure_schema_exists(context: OutputContext, table_slice: TableSlice, connection) -> None:
@@ -268,6 +283,10 @@ class ContractFrameHandler(DbTypeHandler[pd.DataFrame]):
     def load_input(self, context: InputContext, table_slice: TableSlice, connection) -> pd.DataFrame:
         if table_slice.partition_dimensions and len(context.asset_partition_keys) == 0:
             return pd.DataFrame(columns=list(declared_columns(table_slice.schema) or []))
+        return self.select(table_slice, connection)
+
+    @staticmethod
+    def select(table_slice: TableSlice, connection) -> pd.DataFrame:
         return connection.execute(DuckDbClient.get_select_statement(table_slice)).fetchdf()
 
     @property
