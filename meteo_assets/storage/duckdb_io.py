@@ -210,7 +210,6 @@ def _transaction(
 ) -> Iterator[duckdb.DuckDBPyConnection]:
     """One transaction on the file, in UTC (Dagster's client leaves the connection, and the file
     lock, open when a write fails)."""
-    check_table_name(table_slice.schema, table_slice.table)
     with connect_for_write(database, {"custom_user_agent": "dagster", **connection_config}) as conn:
         conn.execute("SET TimeZone = 'UTC'")
         conn.execute("BEGIN TRANSACTION")
@@ -231,6 +230,7 @@ def _transaction(
 def read_slice(database: str, table_slice: TableSlice, connection_config: Mapping[str, object] | None = None) -> pd.DataFrame:
     """The rows of `table_slice` as a step's input receives them from the IO manager (for a
     step's work started ahead of it, `assets/ahead.py`)."""
+    check_table_name(table_slice.schema, table_slice.table)
     with _transaction(database, connection_config or {}, table_slice) as conn:
         return ContractFrameHandler.select(table_slice, conn)
 
@@ -241,6 +241,7 @@ class TransactionalDuckDbClient(DuckDbClient):
     @staticmethod
     @contextmanager
     def connect(context, table_slice) -> Iterator[duckdb.DuckDBPyConnection]:
+        check_table_name(table_slice.schema, table_slice.table)
         database = context.resource_config["database"]
         if isinstance(context, OutputContext):
             ensure_writable(Path(database).parent, f"{table_slice.schema}.{table_slice.table} in {database}")
