@@ -69,11 +69,12 @@ def split_line_by_line(content: bytes, days: list[dt.date]) -> dict[dt.date, byt
     return {day: lines[0] + b"".join(texts) for day, texts in body.items()}
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(8))
 def test_split_matches_a_line_by_line_reading_on_messy_exports(seed):
     """Shuffled generated lines with every form seen or feared: CRLF and LF, a lone CR, padded and
     `Z` stamps, offsets of minutes, missing fields, junk, an unterminated last line, the timestamp
-    as the last field, and repeated days in the request."""
+    as the last field, and repeated days in the request. Seeds 6 and 7 add stamps in the usual
+    layout that are invalid or far off (hour 24, year 999, offset +24:00)."""
     rng = random.Random(seed)  # noqa: S311 -- test data, not security
     spec = default_network(1, "2020-10-20", "2020-10-30", seed=seed)[0]
     portal = FakePortal([spec])
@@ -82,7 +83,7 @@ def test_split_matches_a_line_by_line_reading_on_messy_exports(seed):
         names = header.split(b";")
         header = b";".join([n for n in names if n != b"heure_de_paris"] + [b"heure_de_paris"])
     lines = [text + rng.choice([b"\r\n", b"\n"]) for text in portal.lines(spec.dataset_id)]
-    lines = [odd_form(text, rng) if rng.random() < 0.05 else text for text in lines]
+    lines = [odd_form(text, rng, unreadable=seed >= 6) if rng.random() < 0.05 else text for text in lines]
     rng.shuffle(lines[: len(lines) // 3])
     lines += [b"5,5120252227E+023;;;\r\n", b"just one field\n", b"a;b\rc;d\n", b";;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;;\n"]
     rng.shuffle(lines)
@@ -95,12 +96,19 @@ def test_split_matches_a_line_by_line_reading_on_messy_exports(seed):
     assert split_by_day(header + b"\n", days[:2]) == {day: header + b"\n" for day in days[:2]}
 
 
-def odd_form(text: bytes, rng: random.Random) -> bytes:
-    """The same line with its timestamp in another form (padded, `Z`, an offset of minutes, broken)."""
+def odd_form(text: bytes, rng: random.Random, unreadable: bool = False) -> bytes:
+    """The same line with its timestamp in another form (padded, `Z`, an offset of minutes, broken,
+    the same instant at other whole-hour offsets;
+    `unreadable`: also in the usual layout but invalid, or beyond the years pandas holds)."""
     stamp = next((field for field in text.split(b";") if len(field) == 25 and field[10:11] == b"T"), None)
     if stamp is None:  # the generator's junk lines have no timestamp
         return text
-    other = rng.choice([b" " + stamp + b" ", stamp[:19] + b"Z", stamp[:19] + b"+05:30", stamp[:14] + b"99" + stamp[16:], b""])
+    instant = dt.datetime.fromisoformat(stamp.decode())
+    forms = [b" " + stamp + b" ", stamp[:19] + b"Z", stamp[:19] + b"+05:30", stamp[:14] + b"99" + stamp[16:], b"",
+             *(instant.astimezone(dt.timezone(dt.timedelta(hours=h))).isoformat().encode() for h in (2, -3, 11))]
+    if unreadable:
+        forms += [stamp[:11] + b"24" + stamp[13:], b"0999" + stamp[4:], stamp[:19] + b"+24:00"]
+    other = rng.choice(forms)
     return text.replace(stamp, other, 1)
 
 
