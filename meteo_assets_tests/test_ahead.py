@@ -12,16 +12,17 @@ import duckdb
 import pandas as pd
 import pytest
 from dagster import TimeWindow
+from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
 
 from meteo_assets.assets.ahead import WorkAhead, raw_digest
 from meteo_assets.assets.stations import clean_days, summarise_days
-from meteo_assets.transform.contract import PARIS
 from meteo_assets.config import PROJECT_ROOT, load_network
 from meteo_assets.portal import PortalClient
 from meteo_assets.portal.days import split_by_day
-from meteo_assets.storage.duckdb_io import create_table_sql
+from meteo_assets.storage.duckdb_io import create_table_sql, read_slice
 from meteo_assets.storage.raw_files import RawStore
 from meteo_assets.transform import CLEAN_COLUMNS
+from meteo_assets.transform.contract import PARIS
 from meteo_assets_tests.fake_portal import FakePortal, default_network
 from meteo_assets_tests.stand_in import stand_in
 from meteo_assets_tests.test_pipeline import run_range, table
@@ -185,10 +186,6 @@ DAILY_INPUT = TimeWindow(dt.datetime(2021, 3, 26, tzinfo=PARIS), dt.datetime(202
 
 def daily_input(database: str, key: str) -> pd.DataFrame:
     """The clean rows a daily step of DAYS receives, read the way the IO manager reads them."""
-    from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
-
-    from meteo_assets.storage.duckdb_io import read_slice
-
     return read_slice(database, TableSlice(table=key, schema="clean", partition_dimensions=[
         TablePartitionDimension(partition_expr="local_time", partitions=DAILY_INPUT)]))
 

@@ -28,9 +28,8 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
-from dagster import ConfigurableResource, InitResourceContext
 import pandas as pd
-from dagster import TimeWindow
+from dagster import ConfigurableResource, InitResourceContext, TimeWindow
 from dagster._core.storage.db_io_manager import TablePartitionDimension, TableSlice
 from pydantic import PrivateAttr
 
