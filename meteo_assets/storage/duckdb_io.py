@@ -227,11 +227,12 @@ def _transaction(
             ) from exc
 
 
-def read_slice(database: str, table_slice: TableSlice, connection_config: Mapping[str, object] | None = None) -> pd.DataFrame:
-    """The rows of `table_slice` as a step's input receives them from the IO manager (for a
-    step's work started ahead of it, `assets/ahead.py`)."""
+def read_slice(database: str, table_slice: TableSlice) -> pd.DataFrame:
+    """The rows of `table_slice` as a step's input receives them from the IO manager (its default
+    connection config, as `resources.py` sets it up), for a step's work started ahead of it
+    (`assets/ahead.py`)."""
     check_table_name(table_slice.schema, table_slice.table)
-    with _transaction(database, connection_config or {}, table_slice) as conn:
+    with _transaction(database, {}, table_slice) as conn:
         return ContractFrameHandler.select(table_slice, conn)
 
 
