@@ -777,6 +777,10 @@ def _handler_for(portal: FakePortal) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "FakePortal/1.0"
+        # TCP_NODELAY, as a production web server sets it: http.server sends the headers and the
+        # body in separate writes, and with Nagle's algorithm the body's last segment waits for the
+        # client's delayed ACK, ~30 ms a response (a year of 34 datasets took 1.1 s instead of 0.4 s)
+        disable_nagle_algorithm = True
 
         def log_message(self, *args) -> None:  # keep test output quiet
             pass
