@@ -15,7 +15,7 @@ import time
 import duckdb
 import pandas as pd
 import pytest
-from dagster import AssetKey, BackfillPolicy, DagsterInstance
+from dagster import AssetKey, BackfillPolicy, DagsterEventType, DagsterInstance
 
 import meteo_assets
 from meteo_assets.config import PROJECT_ROOT, Settings, load_network
@@ -265,7 +265,20 @@ def test_cli_partition_range(tmp_path, storage):
         assert done.returncode == 0, done.stderr[-3000:]
         with env.activated():
             daily = table("daily", key)
+            instance = DagsterInstance.get()
+            recorded = {layer: instance.get_materialized_partitions(AssetKey([layer, key])) for layer in ("raw", "clean", "daily")}
+            checks = [e.asset_check_evaluation for e in instance.all_logs(instance.get_runs()[0].run_id, of_type=DagsterEventType.ASSET_CHECK_EVALUATION)
+                      if e.step_key.endswith(f"__{key}")]  # the station's steps (the freshness step's checks are not logged)
         assert len(daily) == 31 and daily["slots_reported"].gt(0).sum() >= 25  # the generator leaves whole-day gaps
+        # the terminal gets a line per step (the instance logs at INFO), the event log every day
+        lines = [line for line in done.stderr.splitlines() if " - dagster - " in line]
+        for layer, rows in (("clean", daily["slots_reported"].sum()), ("daily", 31)):
+            summary = [line for line in lines if line.endswith(f" - {layer}/{key}: {rows:,} rows for 31 days (2020-01-01…2020-01-31)")]
+            assert len(summary) == 1 and " - INFO - " in summary[0], lines
+        warned = {line.split(" - ")[-1].split(":")[1].removeprefix(" check ").removesuffix(" failed") for line in lines if " - WARNING - " in line}
+        assert warned == {c.check_name for c in checks if not c.passed} and warned and len(checks) > len(warned), lines
+        assert "ASSET_MATERIALIZATION" not in done.stderr and "STEP_START" not in done.stderr
+        assert all(len(days) == 31 for days in recorded.values()), {layer: len(days) for layer, days in recorded.items()}
         # one export request per dataset for the whole month, not one per day
         exports = [r for r in env.portal.requests if r.path.endswith("/exports/csv")]
         assert len(exports) == 1

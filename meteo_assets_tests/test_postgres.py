@@ -148,7 +148,7 @@ def test_the_pipeline_runs_on_the_team_profile(tmp_path, postgres, s3_server, aw
 
 def test_the_commented_ecs_launcher_is_valid_config():
     text = PROFILE.read_text()
-    block = re.search(r"^# Amazon ECS.*?\n((?:#  .*\n|# run_launcher:\n)+)", text, re.M | re.S)
+    block = re.search(r"^# Amazon ECS.*\n((?:#  .*\n|# run_launcher:\n)+)", text, re.M)
     assert block, "the ECS run launcher example is missing from deploy/dagster.yaml"
     launcher = yaml.safe_load("\n".join(line[2:] for line in block.group(1).splitlines()))["run_launcher"]
     assert (launcher["module"], launcher["class"]) == ("dagster_aws.ecs", "EcsRunLauncher")

@@ -155,9 +155,11 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
             for ds, s in stats.items()
         )
         raw_days = {d.isoformat(): files for d, files in stored.items()}
+        rows = sum(s.rows for s in stats.values())
+        log_step(context, days, rows)
         yield Output(
             raw_days,
-            metadata=run_metadata(context, days, sum(s.rows for s in stats.values()), {
+            metadata=run_metadata(context, days, rows, {
                 "bytes": sum(s.bytes for s in stats.values()),
                 "requests": len(planned),
                 "schema_fields": max((s.schema_fields for s in stats.values()), default=0),
@@ -199,6 +201,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
         following = stations_after(context, station, network, "clean")
         work_ahead.submit(run_id, clean_days, [(s, days, window) for s in following])
         worked = worked or clean_days(station, raw, days, window)
+        log_step(context, days, len(worked.frame), worked.verdicts)
         yield Output(worked.frame, metadata=run_metadata(context, days, len(worked.frame), worked.figures))
         yield from warning_results(station, sorted(raw), worked.verdicts)
 
@@ -233,6 +236,7 @@ def station_assets(station: Station, partitions: PartitionsDefinition, network: 
         following = stations_after(context, station, network, "daily")
         work_ahead.submit_daily(run_id, summarise_days, following, days, context.asset_partitions_time_window_for_input("clean"))
         worked = worked or summarise_days(station, clean, days)
+        log_step(context, days, len(worked.frame), worked.verdicts)
         yield Output(worked.frame, metadata=run_metadata(context, days, len(worked.frame), worked.figures))
         yield from warning_results(station, [d.isoformat() for d in days], worked.verdicts)
 
@@ -311,6 +315,16 @@ def run_metadata(context: AssetExecutionContext, days: list[dt.date], rows: int,
         return {"dagster/row_count": rows, **details}
     context.add_asset_metadata({"run_row_count": rows, **details}, partition_key=days[-1].isoformat())
     return {"run_range": MetadataValue.text(f"{days[0]} … {days[-1]} ({len(days)} days)")}
+
+
+def log_step(context: AssetExecutionContext, days: list[dt.date], rows: int, verdicts: Mapping[str, Verdict] | None = None) -> None:
+    """A step's lines in the terminal, where runs log at INFO (`dagster_home/dagster.yaml`): what it
+    made, and its failed warning checks. Each day's events are in the run's event log."""
+    asset = context.asset_key.to_user_string()
+    context.log.info(f"{asset}: {rows:,} rows for {len(days)} day{'s' * (len(days) > 1)} ({describe_range(days)})")
+    for name, verdict in (verdicts or {}).items():
+        if not verdict.passed:
+            context.log.warning(f"{asset}: check {name} failed: {verdict.summary}")
 
 
 def utc_span(days: list[dt.date], partitions: PartitionsDefinition) -> tuple[dt.datetime, dt.datetime]:
