@@ -78,3 +78,8 @@ def build_definitions(settings: Settings | None = None) -> Definitions:
 
 
 defs = build_definitions()
+# The code location's objects (Dagster, pandas, these definitions: ~180,000) live as long as the
+# process; the collector's full passes during a run walked them all (7 passes, ~0.8 s of a year of
+# 20 stations). Frozen once loaded, they are left out: ~0.3 s. Objects that die later by reference
+# counting are freed as usual.
+gc.freeze()
