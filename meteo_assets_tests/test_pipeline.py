@@ -8,6 +8,7 @@ read back as a notebook would (`load_daily`/`load_clean`), so the same assertion
 import contextlib
 import datetime as dt
 import os
+import re
 import subprocess
 import sys
 import time
@@ -275,7 +276,7 @@ def test_cli_partition_range(tmp_path, storage):
         for layer, rows in (("clean", daily["slots_reported"].sum()), ("daily", 31)):
             summary = [line for line in lines if line.endswith(f" - {layer}/{key}: {rows:,} rows for 31 days (2020-01-01…2020-01-31)")]
             assert len(summary) == 1 and " - INFO - " in summary[0], lines
-        warned = {line.split(" - ")[-1].split(":")[1].removeprefix(" check ").removesuffix(" failed") for line in lines if " - WARNING - " in line}
+        warned = set(re.findall(rf" - WARNING - .* - (?:clean|daily)/{key}: check (\w+) failed: ", done.stderr))
         assert warned == {c.check_name for c in checks if not c.passed} and warned and len(checks) > len(warned), lines
         assert "ASSET_MATERIALIZATION" not in done.stderr and "STEP_START" not in done.stderr
         assert all(len(days) == 31 for days in recorded.values()), {layer: len(days) for layer, days in recorded.items()}
