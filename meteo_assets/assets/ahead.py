@@ -188,8 +188,11 @@ class WorkAhead(ConfigurableResource):
         """Have the first `depth` of the `upcoming` clean steps worked ahead; drop what was started
         for others (a station whose raw step failed has no clean step to take it)."""
         wanted = {("clean", run_id, s.key, tuple(days)): (s, days, window) for s, days, window in upcoming[: max(self.depth, 0)]}
-        for key, (station, days, window) in self._keep_only("clean", wanted).items():
-            if self.raw_dir is None or not self._send(key, None, _work_from_files, work, self.raw_dir, station, days, window):
+        to_send = self._keep_only("clean", wanted)
+        if self.raw_dir is None:
+            return
+        for key, (station, days, window) in to_send.items():
+            if not self._send(key, None, _work_from_files, work, self.raw_dir, station, days, window):
                 return
 
     def take(self, run_id: str, station: str, days: list[dt.date], raw: RawDays) -> Any | None:
@@ -207,9 +210,10 @@ class WorkAhead(ConfigurableResource):
         """Have the first `depth` of the `upcoming` daily steps worked ahead, on their clean rows in
         `window` (the current step's input window: every station has the same partitions)."""
         wanted = {("daily", run_id, s.key, tuple(days)): s for s in upcoming[: max(self.depth, 0)]}
-        for key, station in self._keep_only("daily", wanted).items():
-            if self.database is None:
-                return
+        to_send = self._keep_only("daily", wanted)
+        if self.database is None:
+            return
+        for key, station in to_send.items():
             table = TableSlice(table=station.key, schema="clean", partition_dimensions=[
                 TablePartitionDimension(partition_expr="local_time", partitions=window)])
             try:
